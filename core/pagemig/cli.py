@@ -1,0 +1,85 @@
+"""The ``pagemig`` command line (click).  Results go to stdout, logs to stderr."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+
+from pagemig import __version__
+from pagemig.logging import configure_logging
+from pagemig.plugins import PluginHost, get_plugin_host
+
+
+class CliState:
+    """What the group's options decided, shared with the subcommands."""
+
+    def __init__(self, blocked: tuple[str, ...], log_format: str, log_level: str) -> None:
+        self.blocked = blocked
+        self.log_format = log_format
+        self.log_level = log_level
+        self._host: PluginHost | None = None
+
+    @property
+    def host(self) -> PluginHost:
+        if self._host is None:
+            self._host = get_plugin_host(blocked=self.blocked)
+        return self._host
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="pagemig")
+@click.option("--no-plugin", "blocked", multiple=True, metavar="NAME",
+              help="Do not load this plugin (repeatable), like pytest's -p no:NAME.")
+@click.option("--log-format", type=click.Choice(["auto", "console", "json"]), default="auto",
+              show_default=True, help="Log format on stderr: console on a terminal, JSON otherwise.")
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="warning",
+              show_default=True)
+@click.pass_context
+def cli(ctx: click.Context, blocked: tuple[str, ...], log_format: str, log_level: str) -> None:
+    """pagemig: what making driver pages movable does to fragmentation, simulated."""
+    configure_logging(log_format, log_level)
+    ctx.obj = CliState(blocked, log_format, log_level)
+
+
+@cli.command("plugins")
+@click.option("--json", "as_json", is_flag=True, help="Print the listing as JSON.")
+@click.pass_obj
+def plugins_cmd(state: CliState, as_json: bool) -> None:
+    """List plugins: distribution, version, hooks, what they register, load errors."""
+    records = state.host.listing()
+    if as_json:
+        click.echo(json.dumps([r.as_dict() for r in records], indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="pagemig plugins")
+    for col in ("name", "distribution", "version", "registers", "hooks", "error"):
+        table.add_column(col)
+    for r in records:
+        regs = ", ".join([f"driver:{d}" for d in r.drivers] + [f"workload:{w}" for w in r.workloads]
+                         + [f"command:{c}" for c in r.commands])
+        table.add_row(r.name, r.distribution, r.version, regs, ", ".join(h.removeprefix("pagemig_") for h in r.hooks),
+                      r.error or "")
+    Console(width=160).print(table)
+
+
+def _add_plugin_commands() -> None:
+    """Let plugins add subcommands (``pagemig_cli_commands``); a failing plugin is skipped."""
+    try:
+        host = get_plugin_host()
+        host.hook.pagemig_cli_commands(cli=cli)
+    except Exception as exc:  # noqa: BLE001 - the CLI must start even if a plugin's hook is broken
+        print(f"pagemig: a plugin failed to add its commands: {exc}", file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> Any:
+    _add_plugin_commands()
+    return cli.main(args=argv, prog_name="pagemig")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

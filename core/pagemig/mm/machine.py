@@ -1,0 +1,445 @@
+"""The simulated machine: one node's memory, zones, buddy allocator, owners and counters.
+
+``Machine`` is the mm layer's public face.  Drivers and workloads allocate and free
+through it; the slow path (reclaim, compaction) plugs in through :class:`SlowPath`
+so that the allocator itself knows nothing of them, as ``get_page_from_freelist``
+knows nothing of ``__alloc_pages_slowpath``.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import Counter
+from collections.abc import Iterable
+from typing import Any
+
+import attrs
+import numpy as np
+
+from pagemig.mm.buddy import AllocContext, BuddyAllocator
+from pagemig.mm.gfp import (
+    ALLOC_WMARK_LOW,
+    ALLOC_WMARK_MIN,
+    Gfp,
+    ZoneType,
+    gfp_to_alloc_flags,
+)
+from pagemig.mm.movable import MovableRegistry
+from pagemig.mm.owner import Owner
+from pagemig.mm.pages import MAX_ORDER, PAGE_SIZE, PageArrays, PageFlag, PageKind
+from pagemig.mm.zone import (
+    Zone,
+    ZoneSpec,
+    min_free_kbytes_for,
+    setup_per_zone_lowmem_reserve,
+    setup_per_zone_wmarks,
+)
+
+MiB = 1 << 20
+GiB = 1 << 30
+PAGES_PER_MIB = MiB // PAGE_SIZE
+
+FREE = int(PageKind.FREE)
+DRIVER = int(PageKind.DRIVER)
+RESERVED = int(PageKind.RESERVED)
+ISOLATED = int(PageFlag.ISOLATED)
+HEAD = int(PageFlag.HEAD)
+TAIL = int(PageFlag.TAIL)
+
+
+@attrs.define
+class Sysctl:
+    """The /proc/sys/vm tunables the simulator honours, named and defaulted as the kernel does."""
+
+    min_free_kbytes: int = 0  # 0 until boot computes it from memory size
+    watermark_scale_factor: int = 10
+    watermark_boost_factor: int = 15000
+    extfrag_threshold: int = 500
+    compaction_proactiveness: int = 20
+    compact_unevictable_allowed: int = 1
+    swappiness: int = 60
+
+
+@attrs.frozen
+class MachineConfig:
+    """How the machine is built.  ``reserved`` ranges (start_pfn, nr_pages) are memblock
+    reservations the buddy allocator never sees (kernel image, memmap, firmware)."""
+
+    zones: tuple[ZoneSpec, ...]
+    pageblock_order: int = 9
+    min_free_kbytes: int | None = None
+    reserved: tuple[tuple[int, int], ...] = ()
+    sysctl: dict[str, int] = attrs.field(factory=dict)
+
+    @property
+    def nr_pages(self) -> int:
+        return max(z.end_pfn for z in self.zones)
+
+    @classmethod
+    def x86_64_guest(cls, mem_bytes: int, **kw: Any) -> MachineConfig:
+        """A KVM/QEMU x86-64 guest: DMA below 16 MiB, DMA32 below 4 GiB, Normal above.
+
+        Reserved as a guest kernel reserves them: pfn 0 (BIOS), the kernel image
+        loaded at 16 MiB (about 24 MiB of text, data and bss), and the memmap
+        (64 bytes per page) that memblock places at the top of memory.
+        """
+        nr = mem_bytes // PAGE_SIZE
+        dma_end = min(nr, 16 * PAGES_PER_MIB)
+        dma32_end = min(nr, 4 * GiB // PAGE_SIZE)
+        zones = [ZoneSpec("DMA", 0, dma_end)]
+        if dma32_end > dma_end:
+            zones.append(ZoneSpec("DMA32", dma_end, dma32_end - dma_end))
+        if nr > dma32_end:
+            zones.append(ZoneSpec("Normal", dma32_end, nr - dma32_end))
+        memmap = nr * 64 // PAGE_SIZE
+        reserved = [(0, 1), (16 * PAGES_PER_MIB, 24 * PAGES_PER_MIB), (nr - memmap, memmap)]
+        return cls(zones=tuple(zones), reserved=tuple(r for r in reserved if r[0] + r[1] <= nr), **kw)
+
+    @classmethod
+    def arm32_device(cls, mem_bytes: int, **kw: Any) -> MachineConfig:
+        """A 32-bit ARM device: one Normal zone, pageblock order 10 (no hugetlb), the kernel
+        image at the start of RAM and a 32-byte-per-page memmap at the top."""
+        nr = mem_bytes // PAGE_SIZE
+        memmap = nr * 32 // PAGE_SIZE
+        kw.setdefault("pageblock_order", 10)
+        return cls(zones=(ZoneSpec("Normal", 0, nr),),
+                   reserved=((0, 16 * PAGES_PER_MIB), (nr - memmap, memmap)), **kw)
+
+
+class SlowPath:
+    """The seam for ``__alloc_pages_slowpath``.  This default only wakes nobody and retries
+    at the min watermark; the compaction issue's slow path adds reclaim and compaction."""
+
+    def wake_kswapd(self, machine: Machine, order: int, ac: AllocContext) -> None:
+        """Nothing to wake in the bare allocator."""
+
+    def alloc_slowpath(self, machine: Machine, order: int, ac: AllocContext) -> tuple[int, Zone | None]:
+        self.wake_kswapd(machine, order, ac)
+        return machine.buddy.get_page_from_freelist(order, gfp_to_alloc_flags(ac.gfp), ac)
+
+
+class ImportedOwner(Owner):
+    """Holds the in-use pages of an imported snapshot: they are what the real machine had,
+    nobody here wrote them, so there is no content to check, but compaction may move them."""
+
+    name = "imported"
+
+    def pages_migrated(self, src: np.ndarray, dst: np.ndarray) -> None:
+        """Nothing to follow: the core moved kind and owner, and nobody references these pages."""
+
+
+class Machine:
+    """One node of simulated memory."""
+
+    def __init__(self, config: MachineConfig) -> None:
+        self.config = config
+        nr = config.nr_pages
+        self.pages = PageArrays(nr)
+        self.pages.kind[:] = RESERVED
+        self.zones = [Zone(spec, i) for i, spec in enumerate(sorted(config.zones, key=lambda s: s.start_pfn))]
+        self._zone_starts = [z.start_pfn for z in self.zones]
+        self.buddy = BuddyAllocator(self, config.pageblock_order)
+        self.pageblock_order = config.pageblock_order
+        self.owners: list[Owner | None] = [None]  # id 0: nobody
+        self.movable = MovableRegistry(self)
+        self.slowpath: SlowPath = SlowPath()
+        self.vmstat: Counter[str] = Counter()  # event counters, named as /proc/vmstat names them
+        self.sysctl = Sysctl(**config.sysctl)
+        self.now = 0.0  # simulated seconds, advanced by the event loop
+        self.isolated_batches = 0  # compactions in progress that hold isolated pages
+        self._boot(config)
+
+    # ----------------------------------------------------------------- boot
+    def _boot(self, config: MachineConfig) -> None:
+        kind = self.pages.kind
+        for zone in self.zones:
+            kind[zone.start_pfn:zone.end_pfn] = FREE
+        for start, n in config.reserved:
+            kind[start:start + n] = RESERVED
+        for zone in self.zones:
+            zk = kind[zone.start_pfn:zone.end_pfn]
+            zone.managed_pages = int(np.count_nonzero(zk == FREE))
+            self._free_free_runs(zone)
+        lowmem_kbytes = sum(z.managed_pages for z in self.zones
+                            if z.zone_type not in (ZoneType.HIGHMEM, ZoneType.MOVABLE)) * (PAGE_SIZE // 1024)
+        if config.min_free_kbytes is not None:
+            self.sysctl.min_free_kbytes = config.min_free_kbytes
+        elif not self.sysctl.min_free_kbytes:
+            self.sysctl.min_free_kbytes = min_free_kbytes_for(lowmem_kbytes)
+        self.setup_watermarks()
+
+    def _free_free_runs(self, zone: Zone) -> None:
+        """``memblock_free_all``: hand every run of FREE-marked pages of a zone to the buddy allocator."""
+        zk = self.pages.kind[zone.start_pfn:zone.end_pfn] == FREE
+        if not zk.any():
+            return
+        edges = np.flatnonzero(np.diff(np.concatenate(([False], zk, [False])).astype(np.int8)))
+        for a, b in zip(edges[0::2].tolist(), edges[1::2].tolist(), strict=True):
+            self.buddy.free_block_range(zone, zone.start_pfn + a, zone.start_pfn + b)
+
+    def setup_watermarks(self) -> None:
+        setup_per_zone_wmarks(self.zones, self.sysctl.min_free_kbytes, self.sysctl.watermark_scale_factor)
+        setup_per_zone_lowmem_reserve(self.zones)
+
+    def set_sysctl(self, name: str, value: int) -> None:
+        """``echo value > /proc/sys/vm/name``; watermarks follow their tunables at once."""
+        if not hasattr(self.sysctl, name):
+            raise KeyError(name)
+        setattr(self.sysctl, name, int(value))
+        if name in ("min_free_kbytes", "watermark_scale_factor"):
+            self.setup_watermarks()
+
+    # ----------------------------------------------------------------- owners
+    def register_owner(self, owner: Owner) -> int:
+        if len(self.owners) >= 0xFFFF:
+            raise RuntimeError("too many owners (the owner column is 16 bits)")
+        owner.owner_id = len(self.owners)
+        self.owners.append(owner)
+        return owner.owner_id
+
+    # ----------------------------------------------------------------- geometry
+    @property
+    def nr_pages(self) -> int:
+        return self.pages.nr_pages
+
+    @property
+    def pageblock_nr_pages(self) -> int:
+        return 1 << self.pageblock_order
+
+    def zone_of(self, pfn: int) -> Zone:
+        i = bisect.bisect_right(self._zone_starts, pfn) - 1
+        zone = self.zones[i]
+        if i < 0 or pfn >= zone.end_pfn:
+            raise ValueError(f"pfn {pfn:#x} lies in no zone")
+        return zone
+
+    def zone_by_name(self, name: str) -> Zone:
+        for zone in self.zones:
+            if zone.name.lower() == name.lower():
+                return zone
+        raise KeyError(name)
+
+    @property
+    def free_pages(self) -> int:
+        return sum(z.free_pages for z in self.zones)
+
+    @property
+    def managed_pages(self) -> int:
+        return sum(z.managed_pages for z in self.zones)
+
+    # ----------------------------------------------------------------- allocation
+    def alloc_pages(self, gfp: int, order: int, owner: int, kind: int = PageKind.KERNEL) -> int:
+        """``alloc_pages(gfp, order)`` for ``owner``: returns the first pfn, or -1 on failure.
+
+        The pages come back with kind and owner set; the owner writes their content.
+        """
+        buddy = self.buddy
+        ac = buddy._ac_cache.get(gfp) or buddy.alloc_context(gfp)
+        pfn, zone = buddy.get_page_from_freelist(order, ALLOC_WMARK_LOW, ac)
+        if pfn < 0:
+            pfn, zone = self.slowpath.alloc_slowpath(self, order, ac)
+            if pfn < 0:
+                self.vmstat["pgalloc_fail"] += 1
+                return -1
+        assert zone is not None
+        pages = self.pages
+        if order == 0:
+            pages._kind[pfn] = kind
+            pages._owner[pfn] = owner
+        else:
+            end = pfn + (1 << order)
+            pages.kind[pfn:end] = kind
+            pages.owner[pfn:end] = owner
+            if gfp & Gfp.COMP:
+                pages.flags[pfn + 1:end] = TAIL
+                pages._flags[pfn] = HEAD
+                pages._private[pfn + 1] = order
+        zone.pgalloc += 1 << order
+        return pfn
+
+    def free_pages(self, pfn: int, order: int = 0) -> None:
+        """``__free_pages(page, order)``.  A driver page freed while compaction holds it
+        isolated is not freed yet: it becomes an orphan that the migration releases."""
+        pages = self.pages
+        k = pages._kind[pfn]
+        if k == FREE or k == RESERVED:
+            raise ValueError(f"free_pages: pfn {pfn:#x} is {PageKind(k).name} (double free?)")
+        if pages._flags[pfn] & ISOLATED:
+            if k != DRIVER:
+                raise ValueError(f"free_pages: pfn {pfn:#x} is isolated by compaction")
+            pages._owner[pfn] = 0
+            pages._flags[pfn] &= ~int(PageFlag.MOVABLE) & 0xFF
+            return
+        zone = self.zone_of(pfn)
+        if order == 0:
+            pages._kind[pfn] = FREE
+            pages._flags[pfn] = 0
+            pages._owner[pfn] = 0
+            pages._private[pfn] = 0
+        else:
+            end = pfn + (1 << order)
+            pages.kind[pfn:end] = FREE
+            pages.flags[pfn:end] = 0
+            pages.owner[pfn:end] = 0
+            pages.private[pfn:end] = 0
+        zone.pgfree += 1 << order
+        self.buddy.free_one_page(zone, pfn, order, self.buddy._pb_mt[pfn >> self.pageblock_order])
+
+    def release_orphan(self, pfn: int) -> None:
+        """Free a driver page that its driver freed while it was isolated."""
+        pages = self.pages
+        pages._flags[pfn] = 0
+        pages._owner[pfn] = 1  # any non-zero owner: free_pages checks kind, not owner
+        self.free_pages(pfn, 0)
+
+    def alloc_pages_bulk(self, gfp: int, nr: int, owner: int, kind: int = PageKind.KERNEL) -> np.ndarray:
+        """``alloc_pages_bulk()``: up to ``nr`` order-0 pages, fewer if memory runs out.
+
+        Whole free blocks are taken smallest first, which is the set of pages that
+        ``nr`` calls of ``__rmqueue_smallest`` would take, and marked with NumPy in
+        one go; whatever the fast grab cannot supply comes from single allocations,
+        with fallback and the slow path.
+        """
+        buddy = self.buddy
+        ac = buddy.alloc_context(gfp)
+        mt = ac.migratetype
+        chunks: list[np.ndarray] = []
+        need = nr
+        for zone in ac.zonelist:
+            if need <= 0:
+                break
+            mark = buddy.wmark_for(zone, ALLOC_WMARK_LOW) + zone.lowmem_reserve[ac.highest_zoneidx]
+            budget = min(need, zone.free_pages - mark - 1)
+            if budget <= 0:
+                continue
+            taken = 0
+            for order in range(MAX_ORDER + 1):
+                area = zone.free_area[order][mt]
+                size = 1 << order
+                while area and taken < budget:
+                    head = next(reversed(area))
+                    buddy.del_free_block(zone, head)
+                    zone.free_pages -= size
+                    if taken + size > budget:
+                        use = budget - taken
+                        buddy.free_block_range(zone, head + use, head + size)  # counts them back
+                        size_used = use
+                    else:
+                        size_used = size
+                    chunks.append(np.arange(head, head + size_used, dtype=np.int64))
+                    taken += size_used
+                if taken >= budget:
+                    break
+            zone.pgalloc += taken
+            need -= taken
+        out = np.concatenate(chunks) if chunks else np.empty(0, dtype=np.int64)
+        if len(out):
+            self.pages.kind[out] = kind
+            self.pages.owner[out] = owner
+        if need > 0:
+            rest = []
+            for _ in range(need):
+                pfn = self.alloc_pages(gfp, 0, owner, kind)
+                if pfn < 0:
+                    break
+                rest.append(pfn)
+            if rest:
+                out = np.concatenate((out, np.asarray(rest, dtype=np.int64)))
+        return out
+
+    def free_pages_bulk(self, pfns: Iterable[int] | np.ndarray) -> None:
+        """Free many order-0 pages: mark them with NumPy, then free each contiguous run
+        as aligned blocks, each merged with its buddies as ``__free_one_page`` would."""
+        arr = np.unique(np.asarray(pfns, dtype=np.int64))
+        if not len(arr):
+            return
+        pages = self.pages
+        kinds = pages.kind[arr]
+        if np.any((kinds == FREE) | (kinds == RESERVED)):
+            bad = arr[(kinds == FREE) | (kinds == RESERVED)][0]
+            raise ValueError(f"free_pages_bulk: pfn {bad:#x} is not allocated (double free?)")
+        iso = (pages.flags[arr] & ISOLATED) != 0
+        if iso.any():
+            for pfn in arr[iso].tolist():
+                self.free_pages(pfn, 0)
+            arr = arr[~iso]
+        pages.kind[arr] = FREE
+        pages.flags[arr] = 0
+        pages.owner[arr] = 0
+        pages.private[arr] = 0
+        breaks = np.flatnonzero(np.diff(arr) != 1) + 1
+        starts = np.concatenate(([0], breaks))
+        ends = np.concatenate((breaks, [len(arr)]))
+        for s, e in zip(arr[starts].tolist(), (arr[ends - 1] + 1).tolist(), strict=True):
+            while s < e:
+                zone = self.zone_of(s)
+                stop = min(e, zone.end_pfn)
+                zone.pgfree += stop - s
+                self.buddy.free_block_range(zone, s, stop)
+                s = stop
+
+    # ----------------------------------------------------------------- import
+    def load_state(self, kind: np.ndarray, free_pfns: np.ndarray, free_orders: np.ndarray,
+                   pageblock_mt: np.ndarray, pinned: np.ndarray | None = None) -> ImportedOwner:
+        """Put the machine into a captured state (a snapshot of a real machine).
+
+        ``kind`` gives every pfn's :class:`PageKind`; the free blocks are listed by head
+        pfn and order, and every FREE page must lie in exactly one of them.  In-use
+        pages go to one :class:`ImportedOwner`; ``pinned`` pages are not migratable.
+        """
+        kind = np.asarray(kind, dtype=np.uint8)
+        if kind.shape != (self.nr_pages,):
+            raise ValueError(f"kind has {kind.shape} entries, the machine {self.nr_pages} pages")
+        owner = ImportedOwner()
+        self.register_owner(owner)
+        pages = self.pages
+        for zone in self.zones:
+            for order_lists in zone.free_area:
+                for d in order_lists:
+                    d.clear()
+            zone.free_pages = 0
+        pages.kind[:] = kind
+        pages.flags[:] = 0
+        pages.private[:] = 0
+        pages.owner[:] = 0
+        in_use = (kind != FREE) & (kind != RESERVED)
+        pages.owner[in_use] = owner.owner_id
+        if pinned is not None:
+            pages.flags[np.asarray(pinned, dtype=bool) & in_use] |= int(PageFlag.PINNED)
+        self.buddy.pageblock_mt[:] = np.asarray(pageblock_mt, dtype=np.uint8)
+        self.buddy.pageblock_skip[:] = 0
+        for pfn, order in zip(np.asarray(free_pfns).tolist(), np.asarray(free_orders).tolist(), strict=True):
+            zone = self.zone_of(pfn)
+            self.buddy.add_free_block(zone, pfn, order, self.buddy._pb_mt[pfn >> self.pageblock_order])
+            zone.free_pages += 1 << order
+        for zone in self.zones:
+            zk = kind[zone.start_pfn:zone.end_pfn]
+            zone.managed_pages = int(np.count_nonzero(zk != RESERVED))
+            zone.reset_compaction_cache()
+        self.setup_watermarks()
+        return owner
+
+    # ----------------------------------------------------------------- counters
+    def read_vmstat(self) -> dict[str, int]:
+        """The /proc/vmstat view: state gauges computed from the page columns plus event counters."""
+        kind = self.pages.kind
+        counts = np.bincount(kind, minlength=len(PageKind))
+        out: dict[str, int] = {
+            "nr_free_pages": self.free_pages,
+            "nr_anon_pages": int(counts[PageKind.ANON]),
+            "nr_file_pages": int(counts[PageKind.FILE]),
+            "nr_slab_reclaimable": int(counts[PageKind.SLAB_RECLAIMABLE]),
+            "nr_slab_unreclaimable": int(counts[PageKind.SLAB_UNRECLAIMABLE]),
+            "nr_page_table_pages": int(counts[PageKind.PAGETABLE]),
+            "nr_driver_pages": int(counts[PageKind.DRIVER]),
+            "nr_kernel_misc": int(counts[PageKind.KERNEL]),
+        }
+        for zone in self.zones:
+            out[f"pgalloc_{zone.name.lower()}"] = zone.pgalloc
+        out["pgfree"] = sum(z.pgfree for z in self.zones)
+        for key, value in sorted(self.vmstat.items()):
+            out[key] = out.get(key, 0) + value
+        return out
+
+
+__all__ = ["ALLOC_WMARK_MIN", "GiB", "ImportedOwner", "Machine", "MachineConfig", "MiB", "SlowPath", "Sysctl"]

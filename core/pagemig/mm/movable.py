@@ -1,0 +1,292 @@
+"""The movable-page protocol: how a driver lets compaction move its pages.
+
+This is the contract of Linux v4.8's "Support non-lru page migration" (Minchan Kim,
+after Gioh Kim's 2015 RFC), later ``struct movable_operations`` (v6.0):
+
+* a driver marks a page movable with :func:`set_movable` (``__SetPageMovable``);
+* the VM try-locks the page and calls ``isolate_page(page, mode) -> bool``; on True
+  the VM sets the isolated state and owns the page until it calls back;
+* ``migrate_page(dst, src, mode) -> int`` copies src to dst and moves the driver's
+  references; it returns ``MIGRATEPAGE_SUCCESS`` (0), ``-EAGAIN`` (retry later) or
+  another negative errno (give up for this round);
+* ``putback_page(page)`` gives a page whose migration failed back to the driver.
+
+Every call into a driver goes through this module, which is the one place that
+defends the rest of the simulator against a driver that raises, returns nonsense,
+or claims success without taking the new page: the page is put back (or
+quarantined when even that fails), the fault is counted and logged once, and no
+page is ever lost.
+"""
+
+from __future__ import annotations
+
+import enum
+import errno
+from collections import Counter
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+import structlog
+
+from pagemig.mm.pages import Page, PageFlag, PageKind
+
+if TYPE_CHECKING:
+    from pagemig.mm.machine import Machine
+
+log = structlog.get_logger(__name__)
+
+MIGRATEPAGE_SUCCESS = 0
+EAGAIN = errno.EAGAIN
+EBUSY = errno.EBUSY
+ENOMEM = errno.ENOMEM
+ENOSYS = errno.ENOSYS
+EINVAL = errno.EINVAL
+EIO = errno.EIO
+KNOWN_ERRNOS = frozenset(errno.errorcode)
+
+MOVABLE = int(PageFlag.MOVABLE)
+ISOLATED = int(PageFlag.ISOLATED)
+LOCKED = int(PageFlag.LOCKED)
+DRIVER = int(PageKind.DRIVER)
+
+
+class MigrateMode(enum.IntEnum):
+    """``enum migrate_mode``: how far migration may block."""
+
+    ASYNC = 0
+    SYNC_LIGHT = 1
+    SYNC = 2
+
+
+@runtime_checkable
+class MovableOperations(Protocol):
+    """What a driver implements (``struct movable_operations``)."""
+
+    def isolate_page(self, page: Page, mode: MigrateMode) -> bool: ...
+
+    def migrate_page(self, dst: Page, src: Page, mode: MigrateMode) -> int: ...
+
+    def putback_page(self, page: Page) -> None: ...
+
+
+class DriverError(RuntimeError):
+    """A driver broke the protocol and the run's policy is ``on_driver_error = "fail"``."""
+
+
+class DriverFault(enum.Enum):
+    """The kinds of misbehaviour the core detects and counts."""
+
+    RAISED = "raised"  # a callback raised an exception
+    BAD_RETURN = "bad_return"  # not a bool from isolate, not an int or not a known errno from migrate
+    FALSE_SUCCESS = "false_success"  # migrate said success but the driver did not take dst
+    KEPT_DST_ON_FAILURE = "kept_dst_on_failure"  # migrate failed but the driver took dst anyway
+    PUTBACK_FAILED = "putback_failed"  # putback raised: the page is quarantined
+
+
+class MovableRegistry:
+    """The ops registered per owner (the kernel keeps them in ``page->mapping``), the
+    quarantine, and the fault counts of one machine."""
+
+    def __init__(self, machine: Machine) -> None:
+        self.machine = machine
+        self.ops_by_owner: dict[int, MovableOperations] = {}
+        self.quarantine: set[int] = set()
+        self.faults: Counter[tuple[str, str, str]] = Counter()  # (driver, callback, fault)
+        self.on_driver_error = "isolate"
+        self.failure: DriverError | None = None
+
+    def fault(self, owner_id: int, callback: str, kind: DriverFault, pfn: int, detail: str = "") -> None:
+        owner = self.machine.owners[owner_id] if owner_id < len(self.machine.owners) else None
+        name = getattr(owner, "name", f"owner{owner_id}")
+        plugin = getattr(owner, "plugin", "") or name
+        self.faults[(name, callback, kind.value)] += 1
+        log.warning("driver_misbehaved", plugin=plugin, driver=name, callback=callback,
+                    pfn=pfn, fault=kind.value, detail=detail)
+        if self.on_driver_error == "fail" and self.failure is None:
+            self.failure = DriverError(
+                f"driver {name!r} (plugin {plugin!r}) broke the movable-page protocol in "
+                f"{callback}() on pfn {pfn:#x}: {kind.value}{': ' + detail if detail else ''} "
+                "(set on_driver_error = \"isolate\" to quarantine the page and go on)"
+            )
+
+    def raise_if_failed(self) -> None:
+        """Stop the run under ``on_driver_error = "fail"``.
+
+        Called by whoever drives the VM once its operation has put every page back,
+        never from inside a callback wrapper: raising there would strand isolated pages.
+        """
+        if self.failure is not None:
+            failure, self.failure = self.failure, None
+            raise failure
+
+    def faults_by_kind(self) -> dict[str, int]:
+        out: Counter[str] = Counter()
+        for (_, _, kind), n in self.faults.items():
+            out[kind] += n
+        return dict(out)
+
+
+# ---------------------------------------------------------------- driver side
+def set_movable(page: Page, ops: MovableOperations) -> None:
+    """``__SetPageMovable(page, ops)``: offer a driver page to compaction.
+
+    One ops object per owner: the kernel finds the ops through the page's mapping,
+    which is per driver too.
+    """
+    m = page.machine
+    pages = m.pages
+    pfn = page.pfn
+    if pages._kind[pfn] != DRIVER:
+        raise ValueError(f"set_movable: pfn {pfn:#x} is {PageKind(pages._kind[pfn]).name}, not a driver page")
+    owner_id = pages._owner[pfn]
+    registry = m.movable
+    known = registry.ops_by_owner.get(owner_id)
+    if known is None:
+        registry.ops_by_owner[owner_id] = ops
+    elif known is not ops:
+        raise ValueError(f"set_movable: owner {owner_id} already registered another ops object")
+    pages._flags[pfn] |= MOVABLE
+
+
+def clear_movable(page: Page) -> None:
+    """``__ClearPageMovable``: the page is no longer offered to compaction."""
+    page.machine.pages._flags[page.pfn] &= ~MOVABLE & 0xFF
+
+
+def trylock_page(page: Page) -> bool:
+    flags = page.machine.pages._flags
+    if flags[page.pfn] & LOCKED:
+        return False
+    flags[page.pfn] |= LOCKED
+    return True
+
+
+def unlock_page(page: Page) -> None:
+    page.machine.pages._flags[page.pfn] &= ~LOCKED & 0xFF
+
+
+def is_orphan(machine: Machine, pfn: int) -> bool:
+    """A driver page its driver freed while it was isolated: it belongs to the isolation now."""
+    pages = machine.pages
+    return pages._kind[pfn] == DRIVER and pages._owner[pfn] == 0
+
+
+# ---------------------------------------------------------------- VM side
+def isolate_movable_page(machine: Machine, pfn: int, mode: MigrateMode) -> bool:
+    """``isolate_movable_page()``: trylock, ask the driver, mark isolated.  Never blocks."""
+    pages = machine.pages
+    flags = pages._flags
+    f = flags[pfn]
+    if pages._kind[pfn] != DRIVER or not f & MOVABLE or f & (ISOLATED | LOCKED):
+        return False
+    owner_id = pages._owner[pfn]
+    registry = machine.movable
+    ops = registry.ops_by_owner.get(owner_id)
+    if ops is None:
+        return False
+    flags[pfn] = f | LOCKED
+    page = Page(machine, pfn)
+    try:
+        ok = ops.isolate_page(page, mode)
+    except Exception as exc:  # noqa: BLE001 - a driver's bug must cost a migration, not the run
+        flags[pfn] &= ~(LOCKED | MOVABLE) & 0xFF
+        registry.quarantine.add(pfn)
+        registry.fault(owner_id, "isolate_page", DriverFault.RAISED, pfn, repr(exc))
+        return False
+    if not isinstance(ok, bool):
+        registry.fault(owner_id, "isolate_page", DriverFault.BAD_RETURN, pfn,
+                       f"returned {ok!r}, expected a bool")
+        ok = bool(ok)
+    if ok:
+        flags[pfn] = (flags[pfn] | ISOLATED) & ~LOCKED & 0xFF
+    else:
+        flags[pfn] &= ~LOCKED & 0xFF
+    return ok
+
+
+def migrate_movable_page(machine: Machine, dst_pfn: int, src_pfn: int, mode: MigrateMode) -> tuple[int, bool]:
+    """Move one isolated driver page to ``dst_pfn`` (``move_to_new_folio`` for non-LRU pages).
+
+    ``dst_pfn`` is a page the caller took from its free targets.  Returns
+    ``(rc, dst_consumed)``: whether dst now belongs to the driver (on success, or
+    when a misbehaving driver kept it and it had to be quarantined).  On success
+    the caller releases src; on failure it keeps src for the next pass (-EAGAIN)
+    or puts it back, and returns an unconsumed dst to its free targets.
+    """
+    pages = machine.pages
+    flags = pages._flags
+    registry = machine.movable
+    if is_orphan(machine, src_pfn):
+        # Freed by its driver while isolated: "migration" succeeds without a driver call.
+        return MIGRATEPAGE_SUCCESS, False
+    owner_id = pages._owner[src_pfn]
+    ops = registry.ops_by_owner[owner_id]
+    if flags[src_pfn] & LOCKED:
+        return -EAGAIN, False
+    flags[src_pfn] |= LOCKED
+    # dst starts as a blank page of the driver's, locked, not yet movable.
+    pages._kind[dst_pfn] = DRIVER
+    pages._owner[dst_pfn] = owner_id
+    pages._flags[dst_pfn] = LOCKED
+    pages._private[dst_pfn] = 0
+    pages._token[dst_pfn] = 0
+    try:
+        rc = ops.migrate_page(Page(machine, dst_pfn), Page(machine, src_pfn), mode)
+    except Exception as exc:  # noqa: BLE001
+        flags[src_pfn] &= ~LOCKED & 0xFF
+        rc = -EIO
+        registry.fault(owner_id, "migrate_page", DriverFault.RAISED, src_pfn, repr(exc))
+    else:
+        flags[src_pfn] &= ~LOCKED & 0xFF
+        if isinstance(rc, bool) or not isinstance(rc, int) or (rc != 0 and -rc not in KNOWN_ERRNOS):
+            registry.fault(owner_id, "migrate_page", DriverFault.BAD_RETURN, src_pfn,
+                           f"returned {rc!r}, expected 0 or a negative errno")
+            rc = -EIO
+    flags[dst_pfn] &= ~LOCKED & 0xFF
+    dst_taken = bool(flags[dst_pfn] & MOVABLE) and pages._owner[dst_pfn] == owner_id
+    if rc == MIGRATEPAGE_SUCCESS:
+        if not dst_taken:
+            _release_dst(machine, dst_pfn)
+            registry.fault(owner_id, "migrate_page", DriverFault.FALSE_SUCCESS, src_pfn,
+                           "returned MIGRATEPAGE_SUCCESS without set_movable(dst)")
+            return -EIO, False
+        flags[src_pfn] &= ~(MOVABLE | ISOLATED) & 0xFF
+        return MIGRATEPAGE_SUCCESS, True
+    if dst_taken:
+        flags[dst_pfn] &= ~MOVABLE & 0xFF
+        registry.quarantine.add(dst_pfn)
+        registry.fault(owner_id, "migrate_page", DriverFault.KEPT_DST_ON_FAILURE, src_pfn,
+                       f"returned {rc} but marked dst {dst_pfn:#x} movable")
+        return rc, True
+    _release_dst(machine, dst_pfn)
+    return rc, False
+
+
+def _release_dst(machine: Machine, dst_pfn: int) -> None:
+    """Blank a dst page the driver did not take, so the caller can free it."""
+    pages = machine.pages
+    pages._kind[dst_pfn] = DRIVER
+    pages._owner[dst_pfn] = 0
+    pages._flags[dst_pfn] = 0
+
+
+def putback_movable_page(machine: Machine, pfn: int) -> None:
+    """``putback_movable_pages()`` for one driver page: the driver relinks it, or, if the
+    driver freed it while isolated, the page is simply released."""
+    pages = machine.pages
+    flags = pages._flags
+    flags[pfn] &= ~ISOLATED & 0xFF
+    if is_orphan(machine, pfn):
+        machine.release_orphan(pfn)
+        return
+    owner_id = pages._owner[pfn]
+    registry = machine.movable
+    ops = registry.ops_by_owner[owner_id]
+    flags[pfn] |= LOCKED
+    try:
+        ops.putback_page(Page(machine, pfn))
+    except Exception as exc:  # noqa: BLE001
+        flags[pfn] &= ~(LOCKED | MOVABLE) & 0xFF
+        registry.quarantine.add(pfn)
+        registry.fault(owner_id, "putback_page", DriverFault.PUTBACK_FAILED, pfn, repr(exc))
+        return
+    flags[pfn] &= ~LOCKED & 0xFF

@@ -1,0 +1,1 @@
+"""Result JSON, terminal tables and PNG figures."""

@@ -1,0 +1,1 @@
+"""Scenario file -> machine + drivers + workloads -> event loop -> result."""

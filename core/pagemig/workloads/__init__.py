@@ -1,0 +1,1 @@
+"""Built-in workloads, registered through the same hooks as any third party's."""

@@ -1,0 +1,1 @@
+"""pagemig-balloon: the balloon driver for pagemig."""

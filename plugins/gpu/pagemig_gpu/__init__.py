@@ -1,0 +1,1 @@
+"""pagemig-gpu: the gpu driver for pagemig."""

@@ -1,0 +1,1 @@
+"""pagemig-zram: the zram driver for pagemig."""
