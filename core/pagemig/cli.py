@@ -76,6 +76,15 @@ def _add_plugin_commands() -> None:
         print(f"pagemig: a plugin failed to add its commands: {exc}", file=sys.stderr)
 
 
+def _add_core_commands() -> None:
+    from pagemig.sim.cli import add_commands as add_sim_commands
+
+    add_sim_commands(cli)
+
+
+_add_core_commands()
+
+
 def main(argv: list[str] | None = None) -> Any:
     _add_plugin_commands()
     return cli.main(args=argv, prog_name="pagemig")
