@@ -203,10 +203,10 @@ def classify_pages(flags: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         kind[t] = kind[idx[t]]
 
     pf = np.zeros(n, dtype=np.uint8)
-    pf[head] |= PageFlag.HEAD
-    pf[tail] |= PageFlag.TAIL
-    pf[has(KPF.LOCKED)] |= PageFlag.LOCKED
-    pf[has(KPF.DIRTY)] |= PageFlag.DIRTY
+    pf[head] |= np.uint8(PageFlag.HEAD)
+    pf[tail] |= np.uint8(PageFlag.TAIL)
+    pf[has(KPF.LOCKED)] |= np.uint8(PageFlag.LOCKED)
+    pf[has(KPF.DIRTY)] |= np.uint8(PageFlag.DIRTY)
     return kind, pf
 
 
