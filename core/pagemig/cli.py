@@ -25,8 +25,30 @@ class CliState:
     @property
     def host(self) -> PluginHost:
         if self._host is None:
-            self._host = get_plugin_host(blocked=self.blocked)
+            self._host = _shared_host(self.blocked)
         return self._host
+
+
+_HOSTS: dict[tuple[str, ...], PluginHost] = {}
+
+
+def _shared_host(blocked: tuple[str, ...]) -> PluginHost:
+    """One plugin host per process and block list, so a broken plugin is reported once."""
+    key = tuple(sorted(blocked))
+    if key not in _HOSTS:
+        _HOSTS[key] = get_plugin_host(blocked=key)
+    return _HOSTS[key]
+
+
+def _blocked_from_argv(argv: list[str]) -> tuple[str, ...]:
+    """The ``--no-plugin`` values, read before click parses, so that plugin subcommands can be added."""
+    out: list[str] = []
+    for i, arg in enumerate(argv):
+        if arg == "--no-plugin" and i + 1 < len(argv):
+            out.append(argv[i + 1])
+        elif arg.startswith("--no-plugin="):
+            out.append(arg.split("=", 1)[1])
+    return tuple(out)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -67,10 +89,10 @@ def plugins_cmd(state: CliState, as_json: bool) -> None:
     Console(width=160).print(table)
 
 
-def _add_plugin_commands() -> None:
+def _add_plugin_commands(blocked: tuple[str, ...]) -> None:
     """Let plugins add subcommands (``pagemig_cli_commands``); a failing plugin is skipped."""
     try:
-        host = get_plugin_host()
+        host = _shared_host(blocked)
         host.hook.pagemig_cli_commands(cli=cli)
     except Exception as exc:  # noqa: BLE001 - the CLI must start even if a plugin's hook is broken
         print(f"pagemig: a plugin failed to add its commands: {exc}", file=sys.stderr)
@@ -86,8 +108,17 @@ _add_core_commands()
 
 
 def main(argv: list[str] | None = None) -> Any:
-    _add_plugin_commands()
-    return cli.main(args=argv, prog_name="pagemig")
+    args = sys.argv[1:] if argv is None else argv
+    # Plugins load before click parses the command line: their warnings must already go to stderr.
+    fmt = "auto"
+    for i, arg in enumerate(args):
+        if arg == "--log-format" and i + 1 < len(args):
+            fmt = args[i + 1]
+        elif arg.startswith("--log-format="):
+            fmt = arg.split("=", 1)[1]
+    configure_logging(fmt if fmt in ("auto", "console", "json") else "auto", "warning")
+    _add_plugin_commands(_blocked_from_argv(args))
+    return cli.main(args=args, prog_name="pagemig")
 
 
 if __name__ == "__main__":  # pragma: no cover
