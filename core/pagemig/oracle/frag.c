@@ -3,11 +3,13 @@
  *
  * Usage: frag MIB KEEP_NUM KEEP_DEN READY_FILE [TOUCH]
  *
- * Maps MIB MiB of anonymous memory populated up front (MAP_POPULATE, so the kernel
- * backs every page with a real page in address order), optionally writes every page
- * (TOUCH=1; under User-Mode Linux each first write to a page is a host fault that
- * costs ~160 us, 32 s for 768 MiB, and the page state is the same without it),
- * then in every 2 MiB of the mapping gives back
+ * Maps MIB MiB of anonymous memory and backs every page with a real page in address
+ * order: by default up front (MAP_POPULATE, pages stay zero-filled: under User-Mode
+ * Linux each first write to a page is a host fault that costs ~160 us, 32 s for
+ * 768 MiB, and the page state is the same without it); with TOUCH=1 by writing 256
+ * pseudo-random bytes into each page instead, so that a page swapped to zram is
+ * compressed into a zsmalloc object rather than kept as a "same-filled" entry.  Then
+ * in every 2 MiB of the mapping it gives back
  * all pages but KEEP_NUM of every KEEP_DEN (MADV_DONTNEED), e.g. 1 of every 4: the
  * kept pages pin down free space everywhere, leaving the buddy allocator many small
  * free blocks and few large ones, which is what compaction is for.  It then writes READY_FILE
@@ -42,14 +44,21 @@ int main(int argc, char **argv)
 	size_t len = mib << 20;
 	len -= len % CHUNK;
 	unsigned char *p = mmap(NULL, len, PROT_READ | PROT_WRITE,
-				MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_POPULATE, -1, 0);
+				MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | (touch ? 0 : MAP_POPULATE),
+				-1, 0);
 	if (p == MAP_FAILED) {
 		perror("frag: mmap");
 		return 1;
 	}
 	unsigned long npages = len / psz;
-	for (unsigned long i = 0; touch && i < npages; i++)
-		*(unsigned long *)(p + i * psz) = i + 1;
+	unsigned long long x = 88172645463325252ULL;
+	for (unsigned long i = 0; touch && i < npages; i++) {
+		unsigned long long *w = (unsigned long long *)(p + i * psz);
+		for (int j = 0; j < 32; j++) {
+			x ^= x << 13; x ^= x >> 7; x ^= x << 17;  /* xorshift64 */
+			w[j] = x;
+		}
+	}
 
 	unsigned long freed = 0, kept = 0;
 	for (unsigned long i = 0; i < npages; i += den) {

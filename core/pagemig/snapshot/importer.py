@@ -15,11 +15,13 @@ aggregate, and each reported with numbers rather than hidden:
    each block and fitted to pagetypeinfo's per-type block counts (see
    :func:`infer_pageblock_types`; the heuristic is documented in docs/fidelity.md).
 
-User-Mode Linux's /proc/kpageflags stops short of the zone end (at max_pfn, about
-28 MiB below the top of a 1 GiB zone), while buddyinfo covers the whole zone.  The free
-blocks buddyinfo has and kpageflags cannot show are placed in that unseen tail, lowest
-aligned address first, and marked as inferred in the report; the rest of the tail is
-imported as RESERVED (memblock allocates top-down, so the tail is mostly the memmap).
+User-Mode Linux's /proc/kpageflags stops short of the zone end (it covers exactly as
+many pfns as the zone has managed pages: 28 MiB short in a 1 GiB guest, 15 MiB in
+256 MiB), while buddyinfo covers the whole zone.  Measured here, that tail is ordinary
+memory (in a fragmented guest about half of it is free).  The free blocks buddyinfo has
+and kpageflags cannot show are placed in the unseen tail, lowest aligned address first,
+never beside a free buddy, and reported as inferred; the rest of the tail is imported as RESERVED,
+since nothing says what it holds.
 """
 
 from __future__ import annotations
@@ -176,16 +178,20 @@ def classify_pages(flags: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     BUDDY -> FREE; SLAB -> SLAB_UNRECLAIMABLE (kpageflags has no reclaimable-slab bit;
     the pageblock fit may turn some into SLAB_RECLAIMABLE); PGTABLE -> PAGETABLE;
     ANON -> ANON; LRU or SWAPBACKED -> FILE (page cache and shmem: both movable,
-    both file pages to vmstat); OFFLINE (balloon before v5.0) -> DRIVER; anything else ->
-    KERNEL (vmalloc, stacks, per-cpu free lists and driver pages all look alike: no bit
-    marks zsmalloc or driver pages).  A compound tail takes its head's kind, since only
+    both file pages to vmstat); OFFLINE (a balloon page) or MMAP without LRU (zsmalloc's
+    pages in 6.1, a driver's pages mapped to user space) -> DRIVER; anything else ->
+    KERNEL (vmalloc, stacks, per-cpu free lists and unmapped driver pages all look
+    alike: no bit marks driver pages as such).  A compound tail takes its head's kind, since only
     heads carry SLAB and LRU.
     """
     n = len(flags)
     kind = np.full(n, PageKind.KERNEL, dtype=np.uint8)
     has = lambda *b: (flags & kpf_mask(*b)) != 0  # noqa: E731
     # assign lowest precedence first so later assignments win
-    kind[has(KPF.OFFLINE)] = PageKind.DRIVER
+    # Mapped but on no LRU: in 6.1 zsmalloc keeps the first object's offset in the word
+    # that holds _mapcount, so its pages read as MMAP (the zspage's first page also as
+    # PRIVATE); other drivers' pages mapped into user space look the same.
+    kind[has(KPF.OFFLINE, KPF.MMAP)] = PageKind.DRIVER
     kind[has(KPF.LRU, KPF.SWAPBACKED)] = PageKind.FILE
     kind[has(KPF.ANON)] = PageKind.ANON
     kind[has(KPF.PGTABLE)] = PageKind.PAGETABLE
@@ -227,7 +233,7 @@ def blocks_from_free_mask(mask: np.ndarray, base_pfn: int, max_order: int) -> tu
     m = np.zeros(n, dtype=bool)
     m[: len(mask)] = mask
     full = [m]
-    for o in range(1, max_order + 1):
+    for _ in range(max_order):
         prev = full[-1]
         full.append(prev[0::2] & prev[1::2])
     pfns, orders = [], []
@@ -270,31 +276,67 @@ def blocks_from_heads(flags: np.ndarray, count: np.ndarray | None, start: int, e
     return heads.astype(np.int64) + start, orders
 
 
-def place_in_tail(diff: Sequence[int], lo: int, hi: int) -> tuple[np.ndarray, np.ndarray, list[int]]:
-    """Place ``diff[o]`` blocks of each order in [lo, hi), largest first, lowest aligned
-    address first.  Returns the blocks placed and the counts that did not fit."""
-    taken = np.zeros(max(0, hi - lo), dtype=bool)
+def place_in_tail(diff: Sequence[int], lo: int, hi: int,
+                  below_free: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """Place ``diff[o]`` blocks of each order in [lo, hi): largest first, each at the
+    lowest aligned address where it fits and its buddy is not wholly free.
+
+    A real buddy allocator never holds two free buddies (they merge; blocks of the top
+    order ``len(diff) - 1`` have no buddy), so for every block placed one page of its
+    buddy is set aside as in use (a "sentinel"); the smaller blocks placed later fill
+    the rest of the buddy.  A dense pattern such as "one page used in every four" is
+    then reproduced with no waste.  ``below_free`` says which of the pages in
+    [lo - len(below_free), lo), the visible part under the tail, are free, so that no
+    block is placed beside a wholly free visible buddy.  Returns the blocks placed and
+    the counts that did not fit.
+    """
+    FREE_, USED_, VISFREE_ = 1, 2, 3
+    top = len(diff) - 1
+    below = np.zeros(0, dtype=bool) if below_free is None else np.asarray(below_free, dtype=bool)
+    base = lo - len(below)
+    state = np.zeros(max(0, hi - base), dtype=np.uint8)
+    state[: len(below)] = np.where(below, VISFREE_, USED_)
     pfns, orders, left = [], [], list(diff)
-    for o in range(len(diff) - 1, -1, -1):
+    for o in range(top, -1, -1):
         size = 1 << o
+        p = -(-lo // size) * size
         for _ in range(max(0, diff[o])):
-            p = -(-lo // size) * size
             placed = False
             while p + size <= hi:
-                if not taken[p - lo:p - lo + size].any():
-                    taken[p - lo:p - lo + size] = True
-                    pfns.append(p)
-                    orders.append(o)
-                    left[o] -= 1
-                    placed = True
-                    break
+                i = p - base
+                if state[i:i + size].any():
+                    p += size
+                    continue
+                b = p ^ size
+                if o < top and b + size <= hi:
+                    if b < base:
+                        p += size  # buddy below what we know of
+                        continue
+                    j = b - base
+                    bud = state[j:j + size]
+                    if not (bud == USED_).any():
+                        spare = np.nonzero(bud == 0)[0]
+                        if not len(spare):  # buddy wholly free: would have merged
+                            p += size
+                            continue
+                        # the buddy page nearest to this block stays in use
+                        k = spare[-1] if b < p else spare[0]
+                        state[j + k] = USED_
+                state[i:i + size] = FREE_
+                pfns.append(p)
+                orders.append(o)
+                left[o] -= 1
                 p += size
+                placed = True
+                break
             if not placed:
                 break
     return np.array(pfns, dtype=np.int64), np.array(orders, dtype=np.uint8), left
 
 
-def reconstruct_free_blocks(snap: Snapshot, max_order: int) -> tuple[np.ndarray, np.ndarray, list[FreeCheck], str, list[str]]:
+def reconstruct_free_blocks(
+    snap: Snapshot, max_order: int,
+) -> tuple[np.ndarray, np.ndarray, list[FreeCheck], str, list[str]]:
     """Free blocks of every populated zone, visible and inferred, with the check per zone."""
     flags = snap.kpageflags
     nvis = len(flags)
@@ -327,13 +369,15 @@ def reconstruct_free_blocks(snap: Snapshot, max_order: int) -> tuple[np.ndarray,
         ip = np.zeros(0, dtype=np.int64)
         io = np.zeros(0, dtype=np.uint8)
         if ve < ze:
-            ip, io, _ = place_in_tail([max(0, d) for d in diff], ve, ze)
+            lo_known = max(zs, ve - (1 << max_order))
+            ip, io, _ = place_in_tail([max(0, d) for d in diff], ve, ze, buddy_bit[lo_known:ve])
             notes.append(
                 f"zone {z.name}: /proc/kpageflags ends at pfn {ve:#x} ({ve}), "
                 f"{ze - ve} pages ({(ze - ve) * snap.page_size / 2**20:.1f} MiB) short of the zone end "
                 f"{ze:#x}; buddyinfo counts {sum(max(0, d) << k for k, d in enumerate(diff))} free pages "
                 f"kpageflags does not show: {len(ip)} blocks ({int((1 << io.astype(np.int64)).sum())} pages) "
-                "were placed there, lowest aligned address first; the rest of that tail is imported as RESERVED"
+                "were placed there, lowest aligned address first, none beside a free buddy; the rest of that tail "
+                "is imported as RESERVED (its real content is unknown)"
             )
         inf = tuple(np.bincount(io, minlength=len(bcounts)).tolist())
         check = FreeCheck(z.name, bcounts, rec, inf, ve, ze)
