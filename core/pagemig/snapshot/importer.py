@@ -376,8 +376,7 @@ def reconstruct_free_blocks(
                 f"{ze - ve} pages ({(ze - ve) * snap.page_size / 2**20:.1f} MiB) short of the zone end "
                 f"{ze:#x}; buddyinfo counts {sum(max(0, d) << k for k, d in enumerate(diff))} free pages "
                 f"kpageflags does not show: {len(ip)} blocks ({int((1 << io.astype(np.int64)).sum())} pages) "
-                "were placed there, lowest aligned address first, none beside a free buddy; the rest of that tail "
-                "is imported as RESERVED (its real content is unknown)"
+                "were placed there, lowest aligned address first, none beside a free buddy"
             )
         inf = tuple(np.bincount(io, minlength=len(bcounts)).tolist())
         check = FreeCheck(z.name, bcounts, rec, inf, ve, ze)
@@ -571,6 +570,8 @@ def import_snapshot(snap: Snapshot) -> ImportedState:
     kind[covered] = PageKind.FREE
     flags[covered] = 0
 
+    notes += _fill_unseen(snap, kind, vis)
+
     pb_mt, fits = infer_pageblock_types(snap, kind, fp, fo, pageblock_order, max_order)
     # slab in reclaimable blocks is reclaimable slab (kpageflags cannot say)
     recl_pfn = pb_mt[np.arange(npfn) >> pageblock_order] == MigrateType.RECLAIMABLE
@@ -595,6 +596,54 @@ def import_snapshot(snap: Snapshot) -> ImportedState:
     )
     log.info("snapshot imported", source=str(snap.source), pfns=npfn, free_blocks=len(fp), mode=mode)
     return ImportedState(zones, pageblock_order, max_order, kind, flags, fp, fo, pb_mt, report)
+
+
+#: vmstat counters that say how many pages of a kind the whole machine has, in the order
+#: the unseen tail is filled from them.  Slab is one kind here: which slab is
+#: reclaimable is decided later, by the pageblock it sits in.
+_TAIL_KINDS = (
+    (PageKind.ANON, ("nr_anon_pages",)),
+    (PageKind.FILE, ("nr_file_pages",)),
+    (PageKind.DRIVER, ("nr_zspages",)),
+    (PageKind.SLAB_UNRECLAIMABLE, ("nr_slab_unreclaimable", "nr_slab_reclaimable")),
+    (PageKind.PAGETABLE, ("nr_page_table_pages",)),
+)
+
+
+def _fill_unseen(snap: Snapshot, kind: np.ndarray, vis: int) -> list[str]:
+    """Give the in-use pages of the unseen tail the kinds vmstat says are missing.
+
+    vmstat counts every page of a kind, kpageflags only those it shows; the difference
+    lies in the tail.  Those pages are given that kind, lowest pfn first, in the order of
+    ``_TAIL_KINDS`` (anon first: under a workload like frag the tail continues the
+    workload's pattern, and the pages left between the inferred free blocks are where
+    its kept pages sat).  Pages no counter accounts for stay RESERVED.  Positions are a
+    guess, counts are the kernel's; the report says how many of each.
+    """
+    if vis >= len(kind) or not snap.vmstat:
+        return []
+    unseen = np.nonzero(kind[vis:] == PageKind.RESERVED)[0] + vis
+    inzone = np.zeros(len(kind), dtype=bool)
+    for z in snap.populated_zones:
+        inzone[z.start_pfn:z.end_pfn] = True
+    unseen = unseen[inzone[unseen]]
+    seen = np.bincount(kind[:vis], minlength=len(PageKind))
+    seen[PageKind.SLAB_UNRECLAIMABLE] += seen[PageKind.SLAB_RECLAIMABLE]
+    given: list[str] = []
+    at = 0
+    for k, names in _TAIL_KINDS:
+        if not all(n in snap.vmstat for n in names):
+            continue
+        total = sum(snap.vmstat[n] for n in names)
+        missing = int(min(max(0, total - int(seen[k])), len(unseen) - at))
+        if missing:
+            kind[unseen[at:at + missing]] = k
+            at += missing
+            given.append(f"{missing} {'SLAB' if k == PageKind.SLAB_UNRECLAIMABLE else PageKind(k).name}")
+    if not given:
+        return []
+    return [f"unseen tail: vmstat counts pages kpageflags does not show; given to the tail's in-use pages, "
+            f"lowest pfn first: {', '.join(given)}; {len(unseen) - at} pages no counter accounts for stay RESERVED"]
 
 
 def _expand(pfns: np.ndarray, orders: np.ndarray, n: int) -> np.ndarray:
