@@ -46,8 +46,9 @@ request is acknowledged at once), huge balloon pages.
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -416,6 +417,37 @@ class BalloonDriver(Driver):
             m.zone_of(src.pfn).managed_pages += 1
         self._count("balloon_migrate", 1)
         return MIGRATEPAGE_SUCCESS
+
+    # ----------------------------------------------------------------- the conformance kit's exerciser
+    def populate(self, n: int) -> int:
+        """Inflate by ``n`` pages (the host asks for ``n`` more); returns the pages added."""
+        before = len(self.pages)
+        self.set_target_pages(min(self.target_pages + n, self.guest_pages))
+        self.run_to_target(max_attempts=2)
+        return len(self.pages) - before
+
+    def release(self, n: int) -> int:
+        """Deflate by ``n`` pages; isolated pages stay (the kernel skips them too)."""
+        before = len(self.pages)
+        self.set_target_pages(max(self.target_pages - n, 0))
+        self.run_to_target(max_attempts=2)
+        return before - len(self.pages)
+
+    @contextlib.contextmanager
+    def contended(self) -> Iterator[None]:
+        """Hold the balloon lock, as a fill or leak in progress does: migrate_page answers -EAGAIN."""
+        was = self.locked
+        self.locked = True
+        try:
+            yield
+        finally:
+            self.locked = was
+
+    def conformance_state(self) -> tuple[object, ...]:
+        """The list (as a set: putback relinks at the head, as the kernel's does), the isolated
+        pages, the host's record and the counts."""
+        return (tuple(self.listed_pfns().tolist()), tuple(sorted(self.isolated)),
+                tuple(self.host.pfns().tolist()), self.num_pages, self.target_pages)
 
     # ----------------------------------------------------------------- checks and figures
     def expected_contents(self) -> tuple[np.ndarray, np.ndarray]:
