@@ -47,3 +47,15 @@ def pagemig_run_start(run: Any) -> None:
 @hookspec
 def pagemig_run_end(run: Any, result: Any) -> None:
     """A run ended; ``result`` is the RunResult about to be written."""
+
+
+# ------------------------------------------------------------------ scenarios
+# (owned by the scenario/run layer, pagemig.sim)
+@hookspec
+def pagemig_register_scenarios(register: Callable[[Any], None]) -> None:
+    """Ship scenario files: call ``register(ScenarioInfo(...))`` (or ``register(path)``) per file.
+
+    ``pagemig.sim.scenario.package_scenarios("your_package")`` lists every
+    ``your_package/scenarios/*.toml`` as ScenarioInfo; ``pagemig scenarios`` lists them
+    and ``pagemig run NAME`` runs one.
+    """

@@ -31,7 +31,10 @@ log = structlog.get_logger(__name__)
 ENTRY_POINT_GROUP = "pagemig"
 
 # Modules of the core that register themselves through the hooks like any plugin.
-BUILTIN_PLUGINS: list[str] = []
+BUILTIN_PLUGINS: list[str] = [
+    "pagemig.sim.builtin",
+    "pagemig.workloads.builtin",
+]
 
 
 @attrs.define

@@ -1,0 +1,151 @@
+"""Timeline commands: what a scenario does at given moments, and what plugins add.
+
+A command is a line such as ``balloon 512`` or ``set compaction_proactiveness 0``,
+split like a shell line.  The core's own (``compact``, ``drop_caches``, ``sample``,
+``set``) are registered through ``pagemig_register_commands`` like any plugin's.
+A plugin command that needs a driver names it in ``CommandInfo.driver``; the
+scenario loader refuses a timeline that uses it without loading that driver, so
+the mistake shows at once and not ten simulated minutes into a run.
+
+``validate(args)`` runs when the scenario is loaded (raise ``ValueError`` saying
+what was expected); ``handler(run, args)`` runs at the command's time and may
+return a dict of figures that goes into the result's ``timeline`` record.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+if TYPE_CHECKING:
+    from pagemig.sim.loop import Run
+
+Handler = Callable[["Run", Sequence[str]], "Mapping[str, Any] | None"]
+
+
+@attrs.frozen
+class CommandInfo:
+    """A timeline command as a plugin registers it (``pagemig_register_commands``)."""
+
+    name: str
+    handler: Handler
+    description: str = ""
+    driver: str | None = None  # the driver this command needs loaded, if any
+    validate: Callable[[Sequence[str]], None] | None = None
+    usage: str = ""  # e.g. "balloon MIB"; shown by `pagemig scenarios --commands` and in errors
+    plugin: str = ""  # filled in by the plugin host
+
+
+def split_command(line: str) -> tuple[str, tuple[str, ...]]:
+    """``"balloon 512"`` -> ``("balloon", ("512",))``; raises ValueError on an empty or unbalanced line."""
+    try:
+        parts = shlex.split(line)
+    except ValueError as exc:
+        raise ValueError(f"cannot split the command line: {exc}") from None
+    if not parts:
+        raise ValueError("empty command")
+    return parts[0], tuple(parts[1:])
+
+
+# ------------------------------------------------------------------ the core's commands
+def _no_args(args: Sequence[str]) -> None:
+    if args:
+        raise ValueError("this command takes no arguments")
+
+
+def compact_handler(run: Run, args: Sequence[str]) -> dict[str, Any]:
+    """``echo 1 > /proc/sys/vm/compact_memory``: full compaction of every zone."""
+    from pagemig.mm.compaction import compact_memory
+
+    with run.compaction("compact_memory") as record:
+        compact_memory(run.machine)
+    return {"compaction": record.index}
+
+
+DROP_CACHES_EXPECTED = "1 (page cache), 2 (reclaimable slab) or 3 (both), as /proc/sys/vm/drop_caches takes"
+
+
+def _drop_caches_validate(args: Sequence[str]) -> None:
+    if len(args) > 1 or (args and args[0] not in ("1", "2", "3")):
+        raise ValueError(f"expected no argument or {DROP_CACHES_EXPECTED}")
+
+
+def drop_caches_handler(run: Run, args: Sequence[str]) -> dict[str, Any]:
+    """``echo N > /proc/sys/vm/drop_caches``: free clean page cache (1), reclaimable slab (2), or both.
+
+    Dirty pages stay, as in the kernel (run ``sync`` first there); an owner takes
+    part by having a ``drop_caches(level) -> int`` method returning the pages it freed.
+    """
+    level = int(args[0]) if args else 3
+    before = run.machine.free_pages
+    dropped = 0
+    for owner in list(run.machine.owners):
+        drop = getattr(owner, "drop_caches", None)
+        if drop is not None:
+            dropped += int(drop(level))
+    run.machine.vmstat["drop_pagecache" if level & 1 else "drop_slab"] += 1
+    if level == 3:
+        run.machine.vmstat["drop_slab"] += 1
+    return {"level": level, "pages_dropped": dropped, "free_pages_gained": run.machine.free_pages - before}
+
+
+def sample_handler(run: Run, args: Sequence[str]) -> dict[str, Any]:
+    """Take a sample now, besides the regular ones (a label is optional)."""
+    run.sample(reason=" ".join(args) or "command")
+    return {}
+
+
+def _sysctl_names() -> list[str]:
+    from pagemig.mm.machine import Sysctl
+
+    return [a.name for a in attrs.fields(Sysctl)]
+
+
+def _set_validate(args: Sequence[str]) -> None:
+    import difflib
+
+    if len(args) != 2:
+        raise ValueError("expected KEY VALUE, e.g. `set compaction_proactiveness 0`")
+    key = args[0].removeprefix("vm.")
+    names = _sysctl_names()
+    if key not in names:
+        close = difflib.get_close_matches(key, names, n=1)
+        hint = f'did you mean "{close[0]}"? ' if close else ""
+        raise ValueError(f"unknown tunable {args[0]!r}; {hint}(known: {', '.join(names)})")
+    try:
+        value = int(args[1])
+    except ValueError:
+        raise ValueError(f"expected an integer value for {key}, got {args[1]!r}") from None
+    from pagemig.sim.scenario import SYSCTL_RANGES
+
+    lo, hi = SYSCTL_RANGES.get(key, (0, None))
+    if value < lo or (hi is not None and value > hi):
+        raise ValueError(f"{key} must be from {lo} to {hi}" if hi is not None else f"{key} must be >= {lo}")
+
+
+def set_handler(run: Run, args: Sequence[str]) -> dict[str, Any]:
+    """``sysctl vm.KEY=VALUE``: watermarks follow their tunables at once."""
+    key = args[0].removeprefix("vm.")
+    old = getattr(run.machine.sysctl, key)
+    run.machine.set_sysctl(key, int(args[1]))
+    return {"key": key, "old": old, "new": int(args[1])}
+
+
+def builtin_commands() -> list[CommandInfo]:
+    return [
+        CommandInfo("compact", compact_handler, "full compaction of every zone, as `echo 1 > "
+                    "/proc/sys/vm/compact_memory`", validate=_no_args, usage="compact"),
+        CommandInfo("drop_caches", drop_caches_handler, "free clean page cache and/or reclaimable slab, as "
+                    "`echo 3 > /proc/sys/vm/drop_caches`", validate=_drop_caches_validate,
+                    usage="drop_caches [1|2|3]"),
+        CommandInfo("sample", sample_handler, "record a sample of buddyinfo, pagetypeinfo and vmstat now",
+                    usage="sample [LABEL]"),
+        CommandInfo("set", set_handler, "set a /proc/sys/vm tunable, e.g. `set compaction_proactiveness 0`",
+                    validate=_set_validate, usage="set KEY VALUE"),
+    ]
+
+
+__all__ = ["CommandInfo", "builtin_commands", "split_command"]

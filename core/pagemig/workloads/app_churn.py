@@ -1,0 +1,145 @@
+"""``app_churn``: long-running applications starting and stopping, with mixed orders.
+
+The life of a phone or a desktop: applications arrive at random (a Poisson process
+of ``rate``), live an exponentially distributed ``lifetime``, and exit.  Each takes:
+
+* anonymous memory (``rss``, log-normal around the mean), a ``thp`` share of it first
+  tried as transparent huge pages (order 9, ``GFP_TRANSHUGE_LIGHT``: no direct
+  reclaim, falls back to base pages at once, as a THP fault does);
+* page tables for it, and a kernel stack (order 2) per thread;
+* unmovable kernel memory (``kernel``) in mixed orders: slab and buffers of order 0,
+  1, 2 and 3, shares 50/20/10/20% by pages (kmalloc-8k lives in order-3 slabs);
+
+and frees all of it on exit.  The unmovable pieces land in whatever pageblocks the
+fallback rules give them and stay for the application's life: over hours this is
+what scatters unmovable memory across a machine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+import numpy as np
+
+from pagemig.mm.gfp import GFP_HIGHUSER_MOVABLE, GFP_KERNEL, GFP_KERNEL_ACCOUNT, GFP_TRANSHUGE_LIGHT, Gfp
+from pagemig.mm.machine import Machine
+from pagemig.mm.pages import PageKind
+from pagemig.sim import schema
+from pagemig.workloads.base import CompoundOwner, TrackedOwner, Workload
+
+FIELDS = {
+    "apps": schema.integer(8, "applications running at the start", minimum=0),
+    "rate": schema.rate("0.1/s", "arrivals of new applications"),
+    "lifetime": schema.duration("2min", "mean life of an application", positive=True),
+    "rss": schema.pages("48MiB", "mean anonymous memory of an application", minimum=1),
+    "thp": schema.percent("30%", "share of rss first tried as transparent huge pages"),
+    "threads": schema.integer(4, "threads per application (an order-2 kernel stack each)", minimum=1),
+    "kernel": schema.pages("1MiB", "unmovable kernel memory per application, in mixed orders"),
+    "max_apps": schema.integer(64, "most applications alive at once", minimum=1),
+}
+validate = schema.validator(FIELDS)
+
+THP_ORDER = 9
+STACK_ORDER = 2
+KERNEL_ORDERS = ((0, 0.5), (1, 0.2), (2, 0.1), (3, 0.2))  # (order, share of the kernel pages)
+
+
+@attrs.define
+class App:
+    end: float
+    anon: np.ndarray
+    pagetables: np.ndarray
+    thp: list[int]
+    stacks: list[int]
+    kernel: dict[int, list[int]]  # order -> slots
+
+
+class AppChurn(Workload):
+    def __init__(self, machine: Machine, options: Mapping[str, Any], rng: np.random.Generator) -> None:
+        super().__init__(machine, options, rng)
+        n = self.name
+        self.anon = TrackedOwner(machine, f"{n}:anon", PageKind.ANON, GFP_HIGHUSER_MOVABLE)
+        self.thp = CompoundOwner(machine, f"{n}:thp", PageKind.ANON, GFP_TRANSHUGE_LIGHT, THP_ORDER)
+        self.pagetables = TrackedOwner(machine, f"{n}:pagetables", PageKind.PAGETABLE,
+                                       GFP_KERNEL_ACCOUNT | Gfp.ZERO)
+        self.stacks = CompoundOwner(machine, f"{n}:stacks", PageKind.KERNEL, GFP_KERNEL_ACCOUNT, STACK_ORDER)
+        self.kernel = {o: CompoundOwner(machine, f"{n}:kernel_order{o}", PageKind.SLAB_UNRECLAIMABLE,
+                                        GFP_KERNEL, o) for o, _ in KERNEL_ORDERS}
+        self.apps: list[App] = []
+        self.started = 0
+        self.exited = 0
+        self.refused = 0  # arrivals turned away at max_apps
+        self.thp_fallbacks = 0
+        self.shortfall = 0
+
+    def start(self, now: float) -> None:
+        for _ in range(self.options["apps"]):
+            self._launch(now)
+
+    def _launch(self, now: float) -> None:
+        o = self.options
+        if len(self.apps) >= o["max_apps"]:
+            self.refused += 1
+            return
+        rng = self.rng
+        rss = max(1, int(o["rss"] * rng.lognormal(-0.125, 0.5)))
+        want_thp = int(rss * o["thp"]) >> THP_ORDER
+        thp = self.thp.alloc(want_thp)
+        self.thp_fallbacks += want_thp - len(thp)
+        base = rss - (len(thp) << THP_ORDER)
+        anon = self.anon.alloc_slots(base)
+        nr_pt = rss // 512 + 3
+        pagetables = self.pagetables.alloc_slots(nr_pt)
+        stacks = self.stacks.alloc(o["threads"])
+        kernel: dict[int, list[int]] = {}
+        for order, share in KERNEL_ORDERS:
+            got = self.kernel[order].alloc(int(o["kernel"] * share) >> order)
+            kernel[order] = [self.kernel[order].slot_of(p) for p in got]
+        self.shortfall += (base - len(anon)) + (nr_pt - len(pagetables))
+        self.apps.append(App(end=now + float(rng.exponential(o["lifetime"])), anon=anon, pagetables=pagetables,
+                             thp=[self.thp.slot_of(p) for p in thp],
+                             stacks=[self.stacks.slot_of(p) for p in stacks], kernel=kernel))
+        self.started += 1
+
+    def _exit(self, app: App) -> None:
+        self.anon.free_slots(app.anon)
+        self.pagetables.free_slots(app.pagetables)
+        self.thp.free_slots(app.thp)
+        self.stacks.free_slots(app.stacks)
+        for order, slots in app.kernel.items():
+            self.kernel[order].free_slots(slots)
+        self.exited += 1
+
+    def step(self, now: float, dt: float) -> None:
+        end = now + dt
+        alive = []
+        for app in self.apps:
+            if app.end < end:
+                self._exit(app)
+            else:
+                alive.append(app)
+        self.apps = alive
+        for _ in range(int(self.rng.poisson(self.options["rate"] * dt))):
+            self._launch(now)
+
+    def stop(self, now: float) -> None:
+        for app in self.apps:
+            self._exit(app)
+        self.apps = []
+
+    def stats(self) -> dict[str, int | float]:
+        return {
+            "apps_running": len(self.apps),
+            "apps_started": self.started,
+            "apps_exited": self.exited,
+            "apps_refused": self.refused,
+            "anon_pages": len(self.anon),
+            "thp_pages": len(self.thp) << THP_ORDER,
+            "thp_fallbacks": self.thp_fallbacks,
+            "kernel_pages": sum(len(k) << o for o, k in self.kernel.items()),
+            "stack_pages": len(self.stacks) << STACK_ORDER,
+            "pagetable_pages": len(self.pagetables),
+            "alloc_shortfall_pages": self.shortfall,
+        }

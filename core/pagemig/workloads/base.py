@@ -1,0 +1,265 @@
+"""What a workload is, and the page-holding helpers the built-in workloads share.
+
+A workload is a plugin's object that the event loop steps through simulated time:
+``step(now, dt)`` emits the allocations and frees of the interval ``[now, now + dt)``,
+in batches (bulk allocation wherever the kernel's own pattern allows it), never a
+hook call per page.  It holds its pages through :class:`TrackedOwner` objects, one
+per kind of page, because an owner's migration callback receives a batch of pages
+whose ``private`` slot is all it needs to find them again, and one page set per
+owner keeps that slot unambiguous.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import attrs
+import numpy as np
+
+from pagemig.mm.gfp import Gfp
+from pagemig.mm.machine import Machine
+from pagemig.mm.owner import Owner, PageSet
+from pagemig.mm.pages import PageFlag, PageKind
+
+
+@attrs.frozen
+class WorkloadInfo:
+    """A workload as a plugin registers it (``pagemig_register_workloads``).
+
+    ``factory(machine, options, rng)`` builds one instance for a run; ``options`` is
+    the scenario's table after ``validate`` (which raises ``ValueError``, ideally a
+    :class:`pagemig.sim.schema.TableError`, naming the key, the value and what was
+    expected); ``rng`` is the instance's own stream, split from the scenario's seed.
+    """
+
+    name: str
+    factory: Callable[[Machine, Mapping[str, Any], np.random.Generator], Workload]
+    description: str = ""
+    validate: Callable[[Mapping[str, Any]], Mapping[str, Any]] | None = None
+    plugin: str = ""
+
+
+class Workload:
+    """Base class: a workload that does nothing until a subclass says otherwise."""
+
+    def __init__(self, machine: Machine, options: Mapping[str, Any], rng: np.random.Generator) -> None:
+        self.machine = machine
+        self.options = dict(options)
+        self.rng = rng
+        self.name: str = str(self.options.get("name", type(self).__name__))
+
+    def start(self, now: float) -> None:
+        """The workload's start time has come (before its first ``step``)."""
+
+    def step(self, now: float, dt: float) -> None:
+        """Emit the allocations and frees of ``[now, now + dt)``."""
+
+    def stop(self, now: float) -> None:
+        """The workload's stop time has come: no more steps.  What it holds, it keeps,
+        unless the workload's own model says its processes exit."""
+
+    def stats(self) -> dict[str, int | float]:
+        """Figures for the result's ``workloads`` section."""
+        return {}
+
+    def probes(self) -> list[ProbeStats]:
+        """Allocation probes this workload runs (``alloc_probe`` has one)."""
+        return []
+
+
+@attrs.define
+class ProbeStats:
+    """Attempts of one order and GFP mask, and how they went: what the result's ``probes`` holds."""
+
+    name: str
+    order: int
+    gfp: str
+    attempts: int = 0
+    failures: int = 0
+    latencies: list[float] = attrs.field(factory=list)  # simulated seconds per attempt
+
+    def record(self, ok: bool, latency: float) -> None:
+        self.attempts += 1
+        if not ok:
+            self.failures += 1
+        self.latencies.append(latency)
+
+    def as_dict(self) -> dict[str, Any]:
+        lat = np.asarray(self.latencies, dtype=np.float64) * 1e6
+        latency: dict[str, float] = {}
+        if len(lat):
+            p50, p90, p99 = np.percentile(lat, [50, 90, 99]).tolist()
+            latency = {"mean": round(float(lat.mean()), 3), "p50": round(p50, 3), "p90": round(p90, 3),
+                       "p99": round(p99, 3), "max": round(float(lat.max()), 3)}
+        return {
+            "name": self.name,
+            "order": self.order,
+            "gfp": self.gfp,
+            "attempts": self.attempts,
+            "failures": self.failures,
+            "success_rate": round(1 - self.failures / self.attempts, 6) if self.attempts else None,
+            "latency_us": latency,
+        }
+
+
+class TrackedOwner(Owner):
+    """One kind of page held by a workload, in one :class:`PageSet`, with the order the
+    pages were taken in (oldest first is what reclaim and process exit need).
+
+    Tokens are a per-owner sequence under the owner id, so every write is distinct
+    and the checker sees a page that migration forgot to copy.
+    """
+
+    def __init__(self, machine: Machine, name: str, kind: PageKind, gfp: int) -> None:
+        self.name = name
+        self.machine = machine
+        self.kind = int(kind)
+        self.gfp = int(gfp)
+        self.pages = PageSet(machine)
+        self.birth = np.zeros(len(self.pages.pfn), dtype=np.int64)
+        self._clock = 0
+        machine.register_owner(self)
+        self._token_base = np.uint64(self.owner_id) << np.uint64(40)
+        self.alloc_failures = 0
+
+    def __len__(self) -> int:
+        return len(self.pages)
+
+    # ---------------------------------------------------------------- allocation
+    def _tokens(self, n: int) -> np.ndarray:
+        seq = np.arange(self._clock + 1, self._clock + 1 + n, dtype=np.uint64)
+        self._clock += n
+        return self._token_base | seq
+
+    def _note_birth(self, pfns: np.ndarray) -> None:
+        if len(self.birth) < len(self.pages.pfn):
+            grown = np.zeros(len(self.pages.pfn), dtype=np.int64)
+            grown[: len(self.birth)] = self.birth
+            self.birth = grown
+        slots = self.machine.pages.private[pfns].astype(np.int64)
+        self.birth[slots] = np.arange(self._clock - len(pfns), self._clock)
+
+    def alloc(self, n: int) -> np.ndarray:
+        """Up to ``n`` order-0 pages (``alloc_pages_bulk``); fewer when memory runs out."""
+        if n <= 0:
+            return np.empty(0, dtype=np.int64)
+        pfns = self.machine.alloc_pages_bulk(self.gfp, n, self.owner_id, self.kind)
+        if len(pfns) < n:
+            self.alloc_failures += 1
+        if len(pfns):
+            self.pages.add_many(pfns, self._tokens(len(pfns)))
+            self._note_birth(pfns)
+        return pfns
+
+    def alloc_slots(self, n: int) -> np.ndarray:
+        """Like :meth:`alloc`, but returns the pages' slots: a slot names a page for as
+        long as the owner holds it, wherever migration moves it."""
+        pfns = self.alloc(n)
+        return self.machine.pages.private[pfns].astype(np.int64)
+
+    def free_slots(self, slots: np.ndarray) -> None:
+        """Free the pages held in these slots (where they are now)."""
+        if len(slots):
+            self.free(self.pages.pfn[np.asarray(slots, dtype=np.int64)].copy())
+
+    def free(self, pfns: np.ndarray) -> None:
+        """Give pages back (they must be this owner's order-0 pages)."""
+        pfns = np.asarray(pfns, dtype=np.int64)
+        if not len(pfns):
+            return
+        self.pages.remove_many(pfns)
+        self.machine.free_pages_bulk(pfns)
+
+    def free_all(self) -> int:
+        pfns = self.pages.pfns()
+        self.free(pfns)
+        return len(pfns)
+
+    # ---------------------------------------------------------------- selection
+    def oldest(self, n: int) -> np.ndarray:
+        """The ``n`` pages taken longest ago, oldest first."""
+        live = self.pages.pfn[: len(self.birth)]
+        slots = np.flatnonzero(live >= 0)
+        if n >= len(slots):
+            chosen = slots
+        else:
+            part = np.argpartition(self.birth[slots], n)[:n]
+            chosen = slots[part]
+        chosen = chosen[np.argsort(self.birth[chosen], kind="stable")]
+        return live[chosen].copy()
+
+    def random(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """``n`` of the held pages, chosen uniformly (in pfn order, so the choice is reproducible)."""
+        pfns = np.sort(self.pages.pfns())
+        if n >= len(pfns):
+            return pfns
+        return np.sort(rng.choice(pfns, size=n, replace=False))
+
+    def clean(self, pfns: np.ndarray | None = None) -> np.ndarray:
+        """The held pages without PG_dirty (all of them, or among ``pfns``)."""
+        if pfns is None:
+            pfns = self.pages.pfns()
+        return pfns[(self.machine.pages.flags[pfns] & PageFlag.DIRTY) == 0]
+
+    # ---------------------------------------------------------------- Owner
+    def pages_migrated(self, src: np.ndarray, dst: np.ndarray) -> None:
+        self.pages.migrated(src, dst)
+
+    def expected_contents(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.pages.contents()
+
+
+class CompoundOwner(Owner):
+    """Compound (``__GFP_COMP``) allocations of one order, held through their head pages."""
+
+    def __init__(self, machine: Machine, name: str, kind: PageKind, gfp: int, order: int) -> None:
+        self.name = name
+        self.machine = machine
+        self.kind = int(kind)
+        self.gfp = int(gfp) | (Gfp.COMP if order else 0)
+        self.order = order
+        self.pages = PageSet(machine)
+        machine.register_owner(self)
+        self._seq = 0
+        self.alloc_failures = 0
+
+    def __len__(self) -> int:
+        return len(self.pages)
+
+    def alloc(self, n: int) -> list[int]:
+        """Up to ``n`` blocks; stops at the first failure (the caller falls back as it wishes)."""
+        out: list[int] = []
+        base = self.owner_id << 40
+        for _ in range(n):
+            pfn = self.machine.alloc_pages(self.gfp, self.order, self.owner_id, self.kind)
+            if pfn < 0:
+                self.alloc_failures += 1
+                break
+            self._seq += 1
+            self.pages.add(pfn, base | self._seq)
+            out.append(pfn)
+        return out
+
+    def free(self, heads: list[int] | np.ndarray) -> None:
+        for pfn in list(heads):
+            self.pages.remove(int(pfn))
+            self.machine.free_pages(int(pfn), self.order)
+
+    def free_slots(self, slots: list[int] | np.ndarray) -> None:
+        """Free the blocks held in these slots (wherever migration put them)."""
+        self.free([int(self.pages.pfn[s]) for s in slots])
+
+    def slot_of(self, pfn: int) -> int:
+        return int(self.machine.pages._private[pfn])
+
+    def free_all(self) -> int:
+        heads = self.pages.pfns().tolist()
+        self.free(heads)
+        return len(heads) << self.order
+
+    def pages_migrated(self, src: np.ndarray, dst: np.ndarray) -> None:
+        self.pages.migrated(src, dst)
+
+    def expected_contents(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.pages.contents()

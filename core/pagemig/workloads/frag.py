@@ -1,0 +1,74 @@
+"""``frag``: fill memory with movable pages, then give back all but 1 of every 4.
+
+The kernel's proactive-compaction evaluation (Nitin Gupta, v5.9) and the oracle's
+``frag.c`` do this to user memory: map it, back every page in address order, then
+in every 2 MiB ``MADV_DONTNEED`` all pages but ``keep`` of every ``every`` (1 of 4
+by default).  The kept pages pin free space down everywhere, so the buddy allocator
+is left with many small free blocks and almost no pageblock-sized ones, which is
+what compaction is for.  The pages are anonymous LRU memory (movable).
+
+Pages are taken in one bulk allocation and "address order" is the order the
+allocator handed them out, as the kernel's page faults walk the mapping.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from pagemig.mm.gfp import GFP_HIGHUSER_MOVABLE
+from pagemig.mm.machine import Machine
+from pagemig.mm.pages import PageKind
+from pagemig.sim import schema
+from pagemig.workloads.base import TrackedOwner, Workload
+
+FIELDS = {
+    "size": schema.pages(None, 'memory to fill, e.g. "768MiB" (default: the fill share of what is free)', minimum=1),
+    "fill": schema.percent("100%", "share of the memory free above the high watermarks to fill, unless size is given"),
+    "keep": schema.integer(1, "pages kept of every `every`", minimum=0),
+    "every": schema.integer(4, "group size, in pages", minimum=1),
+}
+
+
+def validate(table: Mapping[str, Any]) -> dict[str, Any]:
+    out = schema.check_table(table, FIELDS)
+    if out["keep"] > out["every"]:
+        raise schema.TableError("keep", table.get("keep"), f"at most every = {out['every']}")
+    return out
+
+
+def fillable_pages(machine: Machine, gfp: int) -> int:
+    """Pages free above each allowed zone's high watermark: what a workload can take without
+    waking kswapd, which is how the kernel's evaluation ran (no reclaim in the picture)."""
+    ac = machine.buddy.alloc_context(gfp)
+    return sum(max(0, z.free_pages - z.wmark_high - z.lowmem_reserve[ac.highest_zoneidx]) for z in ac.zonelist)
+
+
+class Frag(Workload):
+    def __init__(self, machine: Machine, options: Mapping[str, Any], rng: np.random.Generator) -> None:
+        super().__init__(machine, options, rng)
+        self.owner = TrackedOwner(machine, f"{self.name}:anon", PageKind.ANON, GFP_HIGHUSER_MOVABLE)
+        self.done = False
+        self.requested = 0
+        self.allocated = 0
+        self.freed = 0
+
+    def step(self, now: float, dt: float) -> None:
+        if self.done:
+            return
+        self.done = True
+        o = self.options
+        want = o["size"] if o["size"] is not None else int(fillable_pages(self.machine, self.owner.gfp) * o["fill"])
+        self.requested = want
+        pfns = self.owner.alloc(want)
+        self.allocated = len(pfns)
+        idx = np.arange(len(pfns))
+        drop = pfns[(idx % o["every"]) >= o["keep"]]
+        self.owner.free(drop)
+        self.freed = len(drop)
+
+    def stats(self) -> dict[str, int | float]:
+        return {"pages_requested": self.requested, "pages_allocated": self.allocated,
+                "pages_freed": self.freed, "pages_held": len(self.owner)}

@@ -1,0 +1,80 @@
+"""``page_churn``: the LLFree fragmentation benchmark, on the simulated allocator.
+
+Fill memory with order-0 pages, free a random half, then at every iteration free a
+random ``churn`` share (10%) of what is held and allocate the same number again.
+Occupancy stays where the first free left it, while the pages that remain hold free
+space apart: how badly depends on the allocator's placement, which is the point of
+the benchmark (Wrenger et al., "LLFree", USENIX ATC 2023).
+
+The GFP mask decides the migratetype: ``GFP_HIGHUSER_MOVABLE`` (the default) gives
+anonymous LRU pages that compaction can move, ``GFP_KERNEL`` unmovable kernel pages.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from pagemig.mm.gfp import Gfp
+from pagemig.mm.machine import Machine
+from pagemig.mm.pages import PageKind
+from pagemig.sim import schema
+from pagemig.workloads.base import TrackedOwner, Workload
+from pagemig.workloads.frag import fillable_pages
+
+FIELDS = {
+    "size": schema.pages(None, "memory to fill (default: the fill share of what is free)", minimum=1),
+    "fill": schema.percent("90%", "share of the memory free above the high watermarks to fill, when size is not given"),
+    "free": schema.percent("50%", "share freed at random right after the fill"),
+    "churn": schema.percent("10%", "share of the held pages freed and reallocated at each iteration"),
+    "interval": schema.duration("1s", "simulated time between iterations", positive=True),
+    "gfp": schema.gfp("GFP_HIGHUSER_MOVABLE", "the pages' GFP mask"),
+}
+validate = schema.validator(FIELDS)
+
+
+class PageChurn(Workload):
+    def __init__(self, machine: Machine, options: Mapping[str, Any], rng: np.random.Generator) -> None:
+        super().__init__(machine, options, rng)
+        _, mask = self.options["gfp"]
+        kind = PageKind.ANON if mask & Gfp.MOVABLE else PageKind.KERNEL
+        self.owner = TrackedOwner(machine, f"{self.name}:{kind.name.lower()}", kind, mask)
+        self.filled = False
+        self.next_iteration = 0.0
+        self.iterations = 0
+        self.target = 0  # pages held after the first free: the occupancy the churn keeps
+        self.churned = 0
+        self.shortfall = 0  # pages a reallocation could not get back
+
+    def start(self, now: float) -> None:
+        self.next_iteration = now
+
+    def step(self, now: float, dt: float) -> None:
+        o = self.options
+        if not self.filled:
+            self.filled = True
+            want = o["size"] if o["size"] is not None else int(fillable_pages(self.machine, self.owner.gfp) * o["fill"])
+            self.owner.alloc(want)
+            drop = self.owner.random(round(len(self.owner) * o["free"]), self.rng)
+            self.owner.free(drop)
+            self.target = len(self.owner)
+            self.next_iteration = now + o["interval"]
+        end = now + dt
+        while self.next_iteration < end:
+            self.iterate()
+            self.next_iteration += o["interval"]
+
+    def iterate(self) -> None:
+        n = round(len(self.owner) * self.options["churn"])
+        self.owner.free(self.owner.random(n, self.rng))
+        want = self.target - len(self.owner)
+        got = len(self.owner.alloc(want))
+        self.shortfall += want - got
+        self.churned += n
+        self.iterations += 1
+
+    def stats(self) -> dict[str, int | float]:
+        return {"pages_held": len(self.owner), "target_pages": self.target, "iterations": self.iterations,
+                "pages_churned": self.churned, "shortfall_pages": self.shortfall}
