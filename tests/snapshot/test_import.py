@@ -87,6 +87,23 @@ def test_fit_to_counts_moves_cheapest_blocks() -> None:
     assert fit_to_counts(score, np.array([1, 2])).tolist() == [1, 1, 0]
 
 
+@settings(max_examples=80, deadline=None)
+@given(st.integers(2, 6), st.integers(2, 3), st.data())
+def test_fit_to_counts_is_optimal(nb: int, nt: int, data: st.DataObject) -> None:
+    """Against brute force over every assignment with the right counts."""
+    import itertools
+
+    score = np.array(data.draw(st.lists(st.lists(st.integers(0, 20), min_size=nt, max_size=nt),
+                                        min_size=nb, max_size=nb)), dtype=float)
+    cuts = sorted(data.draw(st.lists(st.integers(0, nb), min_size=nt - 1, max_size=nt - 1)))
+    target = np.diff([0, *cuts, nb])
+    got = fit_to_counts(score, target)
+    assert np.bincount(got, minlength=nt).tolist() == target.tolist()
+    best = max(score[np.arange(nb), list(a)].sum() for a in itertools.product(range(nt), repeat=nb)
+               if np.bincount(list(a), minlength=nt).tolist() == target.tolist())
+    assert score[np.arange(nb), got].sum() == best
+
+
 def _is_fixed_point(mask_len: int, lo: int, pfns: np.ndarray, orders: np.ndarray, top: int) -> bool:
     mask = np.zeros(mask_len, bool)
     for p, o in zip(pfns.tolist(), orders.tolist(), strict=True):
@@ -165,7 +182,7 @@ def test_zram128_zsmalloc_pages_read_as_driver(zram128: Path) -> None:
     assert state.report.free[0].difference == (0,) * 11
 
 
-@pytest.mark.parametrize("name", ["uml-frag-128M", "uml-zram-128M", "uml-frag-1G"])
+@pytest.mark.parametrize("name", ["uml-frag-128M", "uml-zram-128M", "uml-frag-1G", "uml-zram-512M"])
 @pytest.mark.parametrize("when", ["before", "after"])
 def test_pageblock_types_fit_pagetypeinfo(fixtures_dir: Path, name: str, when: str) -> None:
     snap = load_snapshot(fixtures_dir / name / when)

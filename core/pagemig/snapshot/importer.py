@@ -26,6 +26,7 @@ since nothing says what it holds.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping, Sequence
 
 import attrs
@@ -428,14 +429,16 @@ def _free_list_share(pti: PageTypeInfo | None, z: ZoneInfo, norders: int) -> np.
 
 
 def fit_to_counts(score: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """Assign each row (block) a column (type) so column totals equal ``target`` and the
-    summed score is high.
+    """Assign each row (block) a column (type) so that column totals equal ``target`` and
+    the summed score is the largest possible.
 
-    Start from every block's best type; then, while some type has too many blocks and
-    another too few, move the blocks that lose least by the move, cheapest pair of types
-    first.  A greedy solution of the transportation problem: exact for two types, and
-    for the handful of blocks that change hands between three or more it has matched the
-    exact optimum on every snapshot tried (docs/fidelity.md).
+    A transportation problem, solved exactly in two steps.  First a feasible start:
+    every block takes its best type; then, while some type has too many blocks and
+    another too few, the blocks that lose least by the move go.  Then cycle cancelling:
+    with few types the residual graph condenses to one arc per ordered pair of types
+    (the block that gains most by moving), and the assignment is optimal once no simple
+    cycle of those arcs gains anything; each positive cycle found is applied (it keeps
+    every type's count).
     """
     nb, nt = score.shape
     assign = np.argmax(score, axis=1)
@@ -460,7 +463,38 @@ def fit_to_counts(score: np.ndarray, target: np.ndarray) -> np.ndarray:
                     best = (cost, u, pick)
         assert best is not None
         assign[best[2]] = best[1]
+    _cancel_cycles(score, assign)
     return assign
+
+
+def _cancel_cycles(score: np.ndarray, assign: np.ndarray, eps: float = 1e-9) -> None:
+    """Apply gain-positive cycles of block moves between types until there are none."""
+    nb, nt = score.shape
+    cycles = [c for k in range(2, nt + 1) for c in itertools.permutations(range(nt), k) if c[0] == min(c)]
+    rows = np.arange(nb)
+    for _ in range(4 * nb):
+        own = score[rows, assign]
+        gain = np.full((nt, nt), -np.inf)
+        who = np.zeros((nt, nt), dtype=np.int64)
+        for s in range(nt):
+            members = np.nonzero(assign == s)[0]
+            if not len(members):
+                continue
+            g = score[members] - own[members, None]
+            best = np.argmax(g, axis=0)
+            gain[s] = g[best, np.arange(nt)]
+            who[s] = members[best]
+        top, top_cycle = eps, None
+        for c in cycles:
+            total = sum(gain[c[i], c[(i + 1) % len(c)]] for i in range(len(c)))
+            if total > top:
+                top, top_cycle = total, c
+        if top_cycle is None:
+            return
+        moves = [(who[top_cycle[i], top_cycle[(i + 1) % len(top_cycle)]], top_cycle[(i + 1) % len(top_cycle)])
+                 for i in range(len(top_cycle))]
+        for b, t in moves:
+            assign[b] = t
 
 
 def infer_pageblock_types(
