@@ -1,0 +1,609 @@
+"""The conformance suite: what every movable-page driver must do, as pytest tests.
+
+A driver's test module runs it with a couple of lines::
+
+    from pagemig.testing import DriverConformance
+    import pagemig_mydriver.plugin
+
+    class TestConformance(DriverConformance):
+        plugin = pagemig_mydriver.plugin    # or: entry_point = "mydriver"
+
+Each test builds a small machine (a 128 MiB x86-64 guest by default), a plugin
+host holding only the plugin under test, and the driver from its ``DriverInfo``,
+then drives it through the kit's exerciser (:mod:`pagemig.testing.exerciser`) and
+the VM side of the protocol (:mod:`pagemig.testing.vm`).  Every failure is a
+:class:`~pagemig.testing.rules.ConformanceError` naming the rule that was broken.
+
+Why a base class and not generated tests: pytest collects the inherited methods in
+every subclass, a driver can override a class attribute (memory size, options,
+page count) or skip a test by overriding it, and the tests read like a checklist.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from importlib.metadata import entry_points
+from typing import Any, ClassVar
+
+import numpy as np
+import pytest
+import structlog.testing
+
+from pagemig.driver import Driver, DriverInfo
+from pagemig.mm.gfp import GFP_HIGHUSER_MOVABLE, MigrateType
+from pagemig.mm.invariants import check
+from pagemig.mm.machine import Machine, MachineConfig, MiB
+from pagemig.mm.movable import EAGAIN, MigrateMode, MovableOperations, is_orphan, isolate_movable_page
+from pagemig.mm.owner import SimpleOwner
+from pagemig.mm.pages import PageFlag, PageKind
+from pagemig.plugins import ENTRY_POINT_GROUP, PluginHost, get_plugin_host
+from pagemig.testing import vm
+from pagemig.testing.exerciser import call_count, check_exerciser
+from pagemig.testing.rules import ConformanceError, rule_for_fault
+
+DEFAULT_MEMORY = 128 * MiB
+MOVABLE = int(PageFlag.MOVABLE)
+ISOLATED = int(PageFlag.ISOLATED)
+MODES = (MigrateMode.ASYNC, MigrateMode.SYNC_LIGHT, MigrateMode.SYNC)
+
+
+# ------------------------------------------------------------------ building what a test needs
+def default_machine_config() -> MachineConfig:
+    """A 128 MiB x86-64 guest: two zones, about 100 MiB to allocate, checks in a millisecond."""
+    return MachineConfig.x86_64_guest(DEFAULT_MEMORY)
+
+
+def host_for(plugin: object | None = None, *, entry_point: str | None = None,
+             name: str | None = None) -> PluginHost:
+    """A plugin host holding the core's built-ins and just one plugin: an object, or an
+    installed entry point of the ``pagemig`` group loaded by name.
+
+    Entry points are not autoloaded, so other installed plugins cannot interfere
+    with the driver under test.
+    """
+    if (plugin is None) == (entry_point is None):
+        raise ValueError("give exactly one of plugin= or entry_point=")
+    if entry_point is not None:
+        found = [ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name == entry_point]
+        if not found:
+            known = sorted(ep.name for ep in entry_points(group=ENTRY_POINT_GROUP))
+            raise ConformanceError(
+                "registers",
+                f"no entry point {entry_point!r} in the group {ENTRY_POINT_GROUP!r} (installed: "
+                f"{', '.join(known) or 'none'}); is the distribution installed? Entry points live in "
+                "installed metadata: after editing [project.entry-points], reinstall (pip install -e .)")
+        plugin = found[0].load()
+        name = name or entry_point
+    assert plugin is not None
+    name = name or getattr(plugin, "__name__", type(plugin).__name__)
+    return get_plugin_host(autoload=False, extra_plugins=[(name, plugin)])
+
+
+def expected(driver: Driver) -> tuple[np.ndarray, np.ndarray]:
+    """The driver's own account of its pages, refusing the owners' "do not check me" answer."""
+    got = driver.expected_contents()
+    if got is None:
+        raise ConformanceError("reports-contents", "expected_contents() returned None",
+                               driver=driver.name, plugin=driver.plugin)
+    pfns, tokens = got
+    return np.asarray(pfns, dtype=np.int64), np.asarray(tokens, dtype=np.uint64)
+
+
+def listed(driver: Driver) -> dict[int, int]:
+    """pfn -> content the driver believes the page holds."""
+    pfns, tokens = expected(driver)
+    return dict(zip(pfns.tolist(), tokens.tolist(), strict=True))
+
+
+def assert_no_page_lost(machine: Machine, driver: Driver, *, allow_isolated: bool = False, when: str = "") -> None:
+    """The checker, its findings turned into the kit's error."""
+    report = check(machine, allow_isolated=allow_isolated)
+    if not report.ok:
+        raise ConformanceError("no-page-lost", (f"{when}: " if when else "") + "; ".join(report.problems),
+                               driver=driver.name, plugin=driver.plugin)
+
+
+@contextlib.contextmanager
+def guard(machine: Machine, driver: Driver, what: str) -> Iterator[None]:
+    """Turn what the core's protocol wrappers caught during the block into the broken rule.
+
+    The core contains a misbehaving driver (the page is put back or quarantined and
+    the fault counted and logged); the kit's job is to fail loudly instead, naming
+    the callback, the pfn and the rule, from the core's own log event.
+    """
+    before = Counter(machine.movable.faults)
+    pending: BaseException | None = None
+    with structlog.testing.capture_logs() as logs:
+        try:
+            yield
+        except BaseException as exc:  # noqa: BLE001 - re-raised below, after the faults are read
+            pending = exc
+    machine.movable.failure = None  # the kit reports faults itself, whatever the policy
+    new = machine.movable.faults - before
+    if new:
+        (_, callback, fault), n = next(iter(new.items()))
+        event = next((e for e in logs if e.get("event") == "driver_misbehaved"
+                      and e.get("callback") == callback and e.get("fault") == fault), {})
+        pfn = event.get("pfn")
+        where = f" on pfn {pfn:#x}" if isinstance(pfn, int) else ""
+        detail = event.get("detail") or fault
+        others = sum(new.values()) - 1
+        seen = (f"{callback}(){where} during {what}: {detail}"
+                + (f" ({n} times)" if n > 1 else "") + (f"; and {others} other fault(s)" if others else ""))
+        raise ConformanceError(rule_for_fault(callback, fault), seen,
+                               driver=driver.name, plugin=driver.plugin) from pending
+    if pending is not None:
+        raise pending
+
+
+def verify_outcomes(machine: Machine, driver: Driver, outcomes: list[vm.Outcome],
+                    tokens_before: Mapping[int, int], listed_before: Mapping[int, int]) -> None:
+    """After a migration: migrated pages moved with their content and the driver's
+    references; failed pages are still the driver's, unchanged and no longer isolated."""
+    now = listed(driver)
+    token = machine.pages.token
+    owner = machine.pages.owner
+    dsts = {o.dst for o in outcomes if o.migrated}
+    for o in outcomes:
+        src = o.src
+        if o.orphan:
+            continue
+        if o.migrated:
+            dst = o.dst
+            if src in now and src not in dsts:
+                raise ConformanceError("migrate-moves-references",
+                                       f"migrate_page moved pfn {src:#x} to {dst:#x} and returned success, "
+                                       f"but expected_contents() still lists {src:#x}",
+                                       driver=driver.name, plugin=driver.plugin)
+            if dst not in now:
+                raise ConformanceError("migrate-moves-references",
+                                       f"migrate_page moved pfn {src:#x} to {dst:#x} and returned success, "
+                                       f"but expected_contents() does not list {dst:#x}",
+                                       driver=driver.name, plugin=driver.plugin)
+            if int(token[dst]) != tokens_before[src]:
+                raise ConformanceError("migrate-copies-content",
+                                       f"pfn {src:#x} held {tokens_before[src]:#x}; after migrating it to "
+                                       f"{dst:#x} the new page holds {int(token[dst]):#x}",
+                                       driver=driver.name, plugin=driver.plugin)
+            if now[dst] != listed_before.get(src, tokens_before[src]):
+                raise ConformanceError("migrate-copies-content",
+                                       f"the driver recorded content {listed_before.get(src, 0):#x} for pfn "
+                                       f"{src:#x} but {now[dst]:#x} for its new page {dst:#x}",
+                                       driver=driver.name, plugin=driver.plugin)
+        else:
+            if machine.pages._flags[src] & ISOLATED:
+                raise ConformanceError("no-page-lost", f"pfn {src:#x} is still isolated after its migration "
+                                       f"failed with {o.rc}", driver=driver.name, plugin=driver.plugin)
+            if owner[src] != driver.owner_id or src not in now:
+                raise ConformanceError("eagain-leaves-src",
+                                       f"migrate_page answered {o.rc} for pfn {src:#x}, after which the page "
+                                       f"is {'no longer listed by the driver' if src not in now else 'not its'}",
+                                       driver=driver.name, plugin=driver.plugin)
+            if int(token[src]) != tokens_before[src] or now[src] != listed_before.get(src, now[src]):
+                raise ConformanceError("eagain-leaves-src",
+                                       f"migrate_page answered {o.rc} for pfn {src:#x} but changed its content "
+                                       f"({tokens_before[src]:#x} -> {int(token[src]):#x})",
+                                       driver=driver.name, plugin=driver.plugin)
+
+
+def migrate_and_verify(machine: Machine, driver: Driver, pfns: list[int], mode: MigrateMode, *,
+                       what: str, **kw: Any) -> list[vm.Outcome]:
+    """Migrate isolated pages under the guard, then verify every outcome."""
+    tokens_before = {p: int(machine.pages.token[p]) for p in pfns}
+    listed_before = listed(driver)
+    with guard(machine, driver, what):
+        outcomes = vm.migrate(machine, pfns, mode, **kw)
+    verify_outcomes(machine, driver, outcomes, tokens_before, listed_before)
+    return outcomes
+
+
+def default_state(machine: Machine, driver: Driver) -> tuple[tuple[int, int, bool], ...]:
+    """What the kit compares when the driver has no ``conformance_state()``: each page the
+    driver lists, the content it recorded, and whether the page is marked movable."""
+    pfns, tokens = expected(driver)
+    order = np.argsort(pfns)
+    pfns, tokens = pfns[order], tokens[order]
+    mov = (machine.pages.flags[pfns] & MOVABLE) != 0
+    return tuple(zip(pfns.tolist(), tokens.tolist(), mov.tolist(), strict=True))
+
+
+def describe_state_change(before: Any, after: Any) -> str:
+    if isinstance(before, tuple) and isinstance(after, tuple):
+        b = {p: (t, m) for p, t, m in before}
+        a = {p: (t, m) for p, t, m in after}
+        parts = []
+        gone = sorted(set(b) - set(a))
+        if gone:
+            parts.append(f"no longer lists {len(gone)} page(s) (first pfn {gone[0]:#x})")
+        new = sorted(set(a) - set(b))
+        if new:
+            parts.append(f"lists {len(new)} new page(s) (first pfn {new[0]:#x})")
+        unmarked = sorted(p for p in set(a) & set(b) if b[p][1] and not a[p][1])
+        if unmarked:
+            parts.append(f"{len(unmarked)} page(s) no longer marked movable (first pfn {unmarked[0]:#x})")
+        changed = sorted(p for p in set(a) & set(b) if b[p][0] != a[p][0])
+        if changed:
+            parts.append(f"{len(changed)} page(s) changed content (first pfn {changed[0]:#x})")
+        if parts:
+            return "; ".join(parts)
+    return f"conformance_state() was {before!r:.200}, became {after!r:.200}"
+
+
+# ------------------------------------------------------------------ the suite
+class DriverConformance:
+    """Subclass this in a test module (name the subclass ``Test...``) and set ``plugin`` or ``entry_point``.
+
+    Class attributes a driver may set:
+
+    ``plugin``
+        the object (usually the module) holding the driver's hook implementations;
+    ``entry_point``
+        or: the name of the driver's entry point in the ``pagemig`` group, to test the
+        installed distribution as ``pagemig`` itself will load it;
+    ``driver_name``
+        which driver, when the plugin registers several;
+    ``options``
+        the driver's scenario table (``movable`` is set by each test);
+    ``memory``
+        the machine's size in bytes (a 128 MiB x86-64 guest by default), or set
+        ``machine_config`` for any other layout;
+    ``nr_pages``
+        how many pages the tests ask ``populate`` for;
+    ``max_examples`` / ``step_count``
+        how many random operation sequences the hypothesis test tries, and how long each is.
+    """
+
+    plugin: ClassVar[Any] = None
+    entry_point: ClassVar[str | None] = None
+    driver_name: ClassVar[str | None] = None
+    options: ClassVar[Mapping[str, Any]] = {}
+    memory: ClassVar[int] = DEFAULT_MEMORY
+    machine_config: ClassVar[MachineConfig | None] = None
+    nr_pages: ClassVar[int] = 256
+    max_examples: ClassVar[int] = 25
+    step_count: ClassVar[int] = 20
+
+    # ---------------------------------------------------------------- helpers a subclass may use
+    @classmethod
+    def plugin_host(cls) -> PluginHost:
+        """The plugin host with only the plugin under test (built once per class)."""
+        cached = cls.__dict__.get("_pagemig_host")
+        if cached is None:
+            if cls.plugin is None and cls.entry_point is None:
+                raise TypeError(f"{cls.__name__}: set `plugin = <your plugin module>` or "
+                                "`entry_point = \"<its name in the pagemig group>\"`")
+            cached = host_for(cls.plugin, entry_point=cls.entry_point)
+            cls._pagemig_host = cached  # type: ignore[attr-defined]
+        return cached
+
+    @classmethod
+    def driver_info(cls) -> DriverInfo:
+        """The ``DriverInfo`` the plugin registered."""
+        host = cls.plugin_host()
+        drivers = host.drivers()
+        errors = [f"{r.name}: {r.error}" for r in host.records.values() if r.error and not r.builtin]
+        mine = {n: d for n, d in drivers.items() if not _is_builtin(host, d)}
+        if cls.driver_name is not None:
+            if cls.driver_name not in drivers:
+                raise ConformanceError("registers", f"no driver named {cls.driver_name!r} was registered "
+                                       f"(registered: {', '.join(sorted(mine)) or 'none'})"
+                                       + (f"; {'; '.join(errors)}" if errors else ""))
+            return drivers[cls.driver_name]
+        if len(mine) != 1:
+            raise ConformanceError("registers", f"the plugin registered {len(mine)} drivers "
+                                   f"({', '.join(sorted(mine)) or 'none'}); "
+                                   + ("set driver_name to pick one" if mine else "call register(DriverInfo(...)) "
+                                      "in pagemig_register_drivers")
+                                   + (f"; {'; '.join(errors)}" if errors else ""))
+        return next(iter(mine.values()))
+
+    def new_machine(self) -> Machine:
+        return Machine(self.machine_config or MachineConfig.x86_64_guest(self.memory))
+
+    def new_driver(self, machine: Machine, *, movable: bool = True, **options: Any) -> Driver:
+        """Build the driver as a run would: options through ``validate``, then ``factory``."""
+        info = self.driver_info()
+        opts: dict[str, Any] = {**self.options, **options, "movable": movable}
+        if info.validate is not None:
+            opts = dict(info.validate(opts))
+        opts.setdefault("_plugin", info.plugin)
+        driver = info.factory(machine, opts)
+        if not isinstance(driver, Driver):
+            raise ConformanceError("registers", f"factory of {info.name!r} returned {type(driver).__name__}, "
+                                   "not a pagemig.driver.Driver", plugin=info.plugin)
+        if driver.owner_id == 0 or machine.owners[driver.owner_id] is not driver:
+            raise ConformanceError("registers", "the driver is not registered with the machine "
+                                   "(call Driver.__init__(self, machine, options))", plugin=info.plugin)
+        if not isinstance(driver, MovableOperations):
+            raise ConformanceError("registers", f"{type(driver).__name__} lacks isolate_page, migrate_page "
+                                   "or putback_page", driver=driver.name, plugin=info.plugin)
+        if driver.movable != movable:
+            raise ConformanceError("registers", f"built with movable = {movable} but driver.movable is "
+                                   f"{driver.movable}", driver=driver.name, plugin=info.plugin)
+        check_exerciser(driver)
+        return driver
+
+    def populated(self, *, movable: bool = True, n: int | None = None) -> tuple[Machine, Driver]:
+        """A fresh machine and a driver holding about ``n`` pages."""
+        machine = self.new_machine()
+        driver = self.new_driver(machine, movable=movable)
+        want = self.nr_pages if n is None else n
+        with guard(machine, driver, f"populate({want})"):
+            got = call_count(driver, "populate", want)
+        if got == 0 or not len(vm.driver_pages(machine, driver.owner_id)):
+            raise ConformanceError("exerciser", f"populate({want}) on a fresh "
+                                   f"{machine.managed_pages // 256} MiB machine added no page",
+                                   driver=driver.name, plugin=driver.plugin)
+        assert_no_page_lost(machine, driver, when=f"after populate({want})")
+        return machine, driver
+
+    def isolate_all(self, machine: Machine, driver: Driver, what: str, limit: int | None = None) -> list[int]:
+        """Isolate every idle movable page of the driver (at most ``limit``), cycling the modes."""
+        idle = vm.movable_idle_pages(machine, driver.owner_id).tolist()
+        iso: list[int] = []
+        with guard(machine, driver, what):
+            for i, p in enumerate(idle):
+                if limit is not None and len(iso) >= limit:
+                    break
+                if isolate_movable_page(machine, p, MODES[i % 3]):
+                    iso.append(p)
+        return iso
+
+    def state(self, machine: Machine, driver: Driver) -> Any:
+        custom = getattr(driver, "conformance_state", None)
+        return custom() if callable(custom) else default_state(machine, driver)
+
+    # ---------------------------------------------------------------- the tests
+    def test_registers_a_driver(self) -> None:
+        """The plugin registers one driver whose factory builds a Driver with the exerciser."""
+        info = self.driver_info()
+        assert callable(info.factory)
+        machine = self.new_machine()
+        driver = self.new_driver(machine)
+        assert_no_page_lost(machine, driver, when="after building the driver")
+
+    def test_populate_marks_pages_movable(self) -> None:
+        """With movable = true every driver page is marked movable and sits in a MOVABLE pageblock."""
+        machine, driver = self.populated()
+        pages = vm.driver_pages(machine, driver.owner_id)
+        unmarked = pages[(machine.pages.flags[pages] & MOVABLE) == 0]
+        if len(unmarked):
+            raise ConformanceError("marks-movable", f"{len(unmarked)} of {len(pages)} driver pages are not "
+                                   f"marked movable (first pfn {int(unmarked[0]):#x})",
+                                   driver=driver.name, plugin=driver.plugin)
+        mts = machine.buddy.pageblock_mt[pages >> machine.pageblock_order]
+        wrong = pages[mts != MigrateType.MOVABLE]
+        if len(wrong):
+            raise ConformanceError("movable-from-movable-blocks",
+                                   f"{len(wrong)} of {len(pages)} pages lie in non-MOVABLE pageblocks (first pfn "
+                                   f"{int(wrong[0]):#x}, a {MigrateType(int(mts[mts != MigrateType.MOVABLE][0])).name}"
+                                   " block)", driver=driver.name, plugin=driver.plugin)
+
+    def test_release_gives_pages_back(self) -> None:
+        """release(n) frees pages, and every page stays accounted for."""
+        machine, driver = self.populated()
+        held = len(vm.driver_pages(machine, driver.owner_id))
+        with guard(machine, driver, "release"):
+            freed = call_count(driver, "release", max(1, held // 2))
+        if freed == 0:
+            raise ConformanceError("exerciser", f"release({max(1, held // 2)}) freed nothing while the driver "
+                                   f"held {held} idle pages", driver=driver.name, plugin=driver.plugin)
+        assert_no_page_lost(machine, driver, when="after release")
+        left = len(vm.driver_pages(machine, driver.owner_id))
+        if left >= held:
+            raise ConformanceError("exerciser", f"release() said it freed {freed} pages but the driver still "
+                                   f"holds {left} (it held {held})", driver=driver.name, plugin=driver.plugin)
+
+    def test_isolate_then_putback_leaves_driver_as_it_was(self) -> None:
+        """isolate_page + putback_page is a no-op for the driver, and the page can be isolated again."""
+        machine, driver = self.populated()
+        before = self.state(machine, driver)
+        first = self.isolate_all(machine, driver, "isolate_page of every idle page")
+        if not first:
+            raise ConformanceError("pages-move", f"isolate_page refused all "
+                                   f"{len(vm.driver_pages(machine, driver.owner_id))} idle pages",
+                                   driver=driver.name, plugin=driver.plugin)
+        assert_no_page_lost(machine, driver, allow_isolated=True, when="while pages were isolated")
+        with guard(machine, driver, "putback_page"):
+            vm.putback(machine, first)
+        after = self.state(machine, driver)
+        if after != before:
+            raise ConformanceError("putback-restores", describe_state_change(before, after),
+                                   driver=driver.name, plugin=driver.plugin)
+        second = self.isolate_all(machine, driver, "isolate_page after putback")
+        refused = sorted(set(first) - set(second))
+        with guard(machine, driver, "putback_page"):
+            vm.putback(machine, second)
+        if refused:
+            raise ConformanceError("putback-restores", f"{len(refused)} page(s) isolated before putback were "
+                                   f"refused after it (first pfn {refused[0]:#x}): putback_page must relink the "
+                                   "page where isolate_page can find it", driver=driver.name, plugin=driver.plugin)
+        assert_no_page_lost(machine, driver, when="after isolate and putback")
+
+    def test_migrate_moves_content_and_references(self) -> None:
+        """Migrated pages carry their content, the driver references dst, and dst can move again."""
+        machine, driver = self.populated()
+        for round_ in range(2):  # the second round migrates pages the driver got through migration
+            iso = self.isolate_all(machine, driver, f"isolate_page (round {round_ + 1})")
+            outcomes = migrate_and_verify(machine, driver, iso, MODES[round_ + 1],
+                                          what=f"migrate_page (round {round_ + 1})")
+            moved = sum(o.migrated for o in outcomes)
+            if not moved:
+                rcs = Counter(o.rc for o in outcomes)
+                raise ConformanceError("pages-move", f"round {round_ + 1}: {len(iso)} page(s) isolated, none "
+                                       f"migrated (answers: {dict(rcs)})", driver=driver.name, plugin=driver.plugin)
+            assert_no_page_lost(machine, driver, when=f"after migration round {round_ + 1}")
+
+    def test_eagain_is_retried(self) -> None:
+        """A page that answers -EAGAIN stays isolated, intact and the driver's, and a later pass moves it."""
+        machine, driver = self.populated()
+        iso = self.isolate_all(machine, driver, "isolate_page", limit=64)
+        first_answer: dict[int, int] = {}
+
+        def busy_twice(src: int, pass_: int) -> int | None:
+            return -EAGAIN if pass_ < 2 else None
+
+        def between(pass_: int) -> None:
+            now = listed(driver)
+            for src in iso:
+                if not machine.pages._flags[src] & ISOLATED or src not in now:
+                    raise ConformanceError("eagain-leaves-src", f"after -EAGAIN (pass {pass_ + 1}) pfn {src:#x} "
+                                           "is no longer isolated or no longer the driver's",
+                                           driver=driver.name, plugin=driver.plugin)
+
+        outcomes = migrate_and_verify(machine, driver, iso, MigrateMode.SYNC, what="migration with -EAGAIN",
+                                      inject=busy_twice, between_passes=between,
+                                      observe=lambda o, p: first_answer.setdefault(o.src, o.rc))
+        assert all(rc == -EAGAIN for rc in first_answer.values())
+        if not any(o.migrated and o.passes == 3 for o in outcomes):
+            raise ConformanceError("eagain-leaves-src", "no page answering -EAGAIN twice migrated on the third "
+                                   f"pass (answers: {dict(Counter(o.rc for o in outcomes))})",
+                                   driver=driver.name, plugin=driver.plugin)
+        assert_no_page_lost(machine, driver, when="after migration with retries")
+
+    def test_contended_driver_answers_eagain(self) -> None:
+        """While contended() holds the driver, migrate_page answers -EAGAIN; afterwards the retry succeeds."""
+        machine, driver = self.populated()
+        contended = getattr(driver, "contended", None)
+        if not callable(contended):
+            pytest.skip("the driver has no contended() context (optional; see pagemig.testing.exerciser)")
+        iso = self.isolate_all(machine, driver, "isolate_page", limit=32)
+        stack = contextlib.ExitStack()
+        stack.enter_context(contended())
+        answers: dict[int, int] = {}
+
+        def first(o: vm.Outcome, pass_: int) -> None:
+            if pass_ == 0:
+                answers[o.src] = o.rc
+
+        try:
+            outcomes = migrate_and_verify(machine, driver, iso, MigrateMode.SYNC, what="migration while contended",
+                                          observe=first, between_passes=lambda p: stack.close())
+        finally:
+            stack.close()
+        wrong = {src: rc for src, rc in answers.items() if rc != -EAGAIN}
+        if wrong:
+            src, rc = next(iter(wrong.items()))
+            raise ConformanceError("contended-eagain", f"migrate_page answered {rc} for pfn {src:#x} while "
+                                   f"contended ({len(wrong)} of {len(answers)} pages)",
+                                   driver=driver.name, plugin=driver.plugin)
+        if not any(o.migrated for o in outcomes):
+            raise ConformanceError("eagain-leaves-src", "no page migrated once the contention was over "
+                                   f"(answers: {dict(Counter(o.rc for o in outcomes))})",
+                                   driver=driver.name, plugin=driver.plugin)
+        assert_no_page_lost(machine, driver, when="after migration under contention")
+
+    def test_page_freed_while_isolated(self) -> None:
+        """A page the driver frees while isolated leaves its records; migration or putback releases it."""
+        machine, driver = self.populated()
+        iso = self.isolate_all(machine, driver, "isolate_page")
+        if not iso:
+            raise ConformanceError("pages-move", "isolate_page refused every idle page",
+                                   driver=driver.name, plugin=driver.plugin)
+        release_pfn = getattr(driver, "release_pfn", None)
+        with guard(machine, driver, "freeing isolated pages"):
+            if callable(release_pfn):
+                for pfn in iso[::2]:
+                    ok = release_pfn(pfn)
+                    if not isinstance(ok, bool):
+                        raise ConformanceError("exerciser", f"release_pfn({pfn:#x}) returned {ok!r}, not a bool",
+                                               driver=driver.name, plugin=driver.plugin)
+                    if ok and machine.pages._owner[pfn] == driver.owner_id:
+                        raise ConformanceError("free-while-isolated", f"release_pfn({pfn:#x}) returned True but "
+                                               "the page is still the driver's (free it with machine.free_pages)",
+                                               driver=driver.name, plugin=driver.plugin)
+            else:
+                call_count(driver, "release", len(vm.driver_pages(machine, driver.owner_id)))
+        orphans = [p for p in iso if is_orphan(machine, p)]
+        now = listed(driver)
+        still = [p for p in orphans if p in now]
+        if still:
+            raise ConformanceError("free-while-isolated", f"pfn {still[0]:#x} was freed while isolated but "
+                                   "expected_contents() still lists it", driver=driver.name, plugin=driver.plugin)
+        assert_no_page_lost(machine, driver, allow_isolated=True, when="after freeing isolated pages")
+        if not orphans:
+            with guard(machine, driver, "putback_page"):
+                vm.putback(machine, iso)
+            pytest.skip("the driver never frees a page while it is isolated (allowed: balloon pages cannot "
+                        "be deflated while isolated since v6.17); give it release_pfn() to test this path")
+        half = len(iso) // 2
+        migrate_and_verify(machine, driver, iso[:half], MigrateMode.SYNC, what="migrating freed isolated pages")
+        with guard(machine, driver, "putback_page"):
+            vm.putback(machine, iso[half:])
+        # released pages may already serve as new pages of the driver: what must not remain
+        # is an orphan, or an isolated page
+        left = [p for p in orphans if is_orphan(machine, p) or machine.pages._flags[p] & ISOLATED]
+        if left:
+            raise ConformanceError("no-page-lost", f"pfn {left[0]:#x}, freed while isolated, was not released",
+                                   driver=driver.name, plugin=driver.plugin)
+        assert_no_page_lost(machine, driver, when="after migrating and putting back freed pages")
+
+    def test_random_operations_never_lose_a_page(self) -> None:
+        """Populate, release, isolate, migrate with injected faults, put back and free while
+        isolated, in any order (hypothesis): no page is lost, no rule is broken."""
+        from pagemig.testing.stateful import run_random_operations
+
+        run_random_operations(self)
+
+    def test_unmovable_driver_stays_out_of_movable_pageblocks(self) -> None:
+        """With movable = false no page is marked movable or lies in a MOVABLE pageblock, and
+        compaction leaves the driver's pages where they are."""
+        machine, driver = self.populated(movable=False)
+        pages = vm.driver_pages(machine, driver.owner_id)
+        marked = pages[(machine.pages.flags[pages] & MOVABLE) != 0]
+        if len(marked):
+            raise ConformanceError("unmovable-stays-out", f"{len(marked)} page(s) marked movable with movable = "
+                                   f"false (first pfn {int(marked[0]):#x})", driver=driver.name, plugin=driver.plugin)
+        mts = machine.buddy.pageblock_mt[pages >> machine.pageblock_order]
+        wrong = pages[mts == MigrateType.MOVABLE]
+        if len(wrong):
+            raise ConformanceError("unmovable-stays-out", f"{len(wrong)} of {len(pages)} pages lie in MOVABLE "
+                                   f"pageblocks (first pfn {int(wrong[0]):#x}): allocate with "
+                                   "driver.page_gfp(...)", driver=driver.name, plugin=driver.plugin)
+        with guard(machine, driver, "full compaction"):
+            ran = vm.compact_all(machine)
+        if ran:
+            after = vm.driver_pages(machine, driver.owner_id)
+            if not np.array_equal(after, pages):
+                raise ConformanceError("unmovable-stays-out", "compaction moved pages of a driver built with "
+                                       "movable = false", driver=driver.name, plugin=driver.plugin)
+        assert_no_page_lost(machine, driver, when="after compaction")
+
+    def test_compaction_moves_driver_pages(self) -> None:
+        """Full compaction of a fragmented machine moves some driver pages and loses none."""
+        if vm.compaction_entry() is None:
+            pytest.skip("this pagemig has no pagemig.mm.compaction yet")
+        machine = self.new_machine()
+        driver = self.new_driver(machine)
+        filler = SimpleOwner(machine, "conformance-filler")
+        rng = random.Random(0)
+        # interleave the driver's pages with movable filler, then free most filler: holes
+        # all over the zone, the driver's pages scattered among them
+        for _ in range(8):
+            pfns = machine.alloc_pages_bulk(int(GFP_HIGHUSER_MOVABLE), self.nr_pages, filler.owner_id, PageKind.ANON)
+            filler.pages.add_many(pfns, np.arange(len(pfns), dtype=np.uint64) + 1)
+            with guard(machine, driver, "populate"):
+                call_count(driver, "populate", max(1, self.nr_pages // 8))
+        keep = filler.pages.pfns()
+        drop = np.array([p for p in keep.tolist() if rng.random() < 0.75], dtype=np.int64)
+        filler.pages.remove_many(drop)
+        machine.free_pages_bulk(drop)
+        before = vm.driver_pages(machine, driver.owner_id)
+        with guard(machine, driver, "full compaction"):
+            vm.compact_all(machine)
+        after = vm.driver_pages(machine, driver.owner_id)
+        if np.array_equal(before, after):
+            raise ConformanceError("pages-move", f"full compaction moved none of the driver's {len(before)} pages",
+                                   driver=driver.name, plugin=driver.plugin)
+        assert_no_page_lost(machine, driver, when="after full compaction")
+
+
+def _is_builtin(host: PluginHost, info: Any) -> bool:
+    record = host.records.get(getattr(info, "plugin", ""))
+    return bool(record and record.builtin)
+
+__all__ = ["DriverConformance", "assert_no_page_lost", "default_machine_config", "expected",
+           "guard", "host_for", "listed", "migrate_and_verify", "verify_outcomes"]
