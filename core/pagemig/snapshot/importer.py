@@ -547,7 +547,18 @@ def infer_pageblock_types(
         if pti is not None and (z.node, z.name) in pti.blocks:
             tgt_map = pti.blocks[(z.node, z.name)]
             target = np.array([tgt_map.get(t, 0) for t in MIGRATETYPE_NAMES])
-            assign = fit_to_counts(score, target)
+            # pagetypeinfo counts only blocks with online pages: when it counts fewer
+            # than the span holds, wholly RESERVED blocks (offline memory) stay out of
+            # the fit and keep the boot default, MOVABLE
+            fit_rows = np.arange(len(score))
+            if target.sum() < len(score):
+                blk_kind = kind[b_lo << pageblock_order:b_hi << pageblock_order]
+                per = np.zeros(len(score), dtype=np.int64)
+                np.add.at(per, (np.arange(len(blk_kind)) >> pageblock_order), blk_kind != PageKind.RESERVED)
+                empty = np.nonzero(per == 0)[0][: len(score) - int(target.sum())]
+                fit_rows = np.setdiff1d(fit_rows, empty)
+            assign = np.full(len(score), MigrateType.MOVABLE, dtype=np.int64)
+            assign[fit_rows] = fit_to_counts(score[fit_rows], target)
         else:
             tgt_map = {}
             assign = argmax
@@ -605,6 +616,7 @@ def import_snapshot(snap: Snapshot) -> ImportedState:
     flags[covered] = 0
 
     notes += _fill_unseen(snap, kind, vis)
+    notes += _unmanaged_blocks(snap, kind, pageblock_order)
 
     pb_mt, fits = infer_pageblock_types(snap, kind, fp, fo, pageblock_order, max_order)
     # slab in reclaimable blocks is reclaimable slab (kpageflags cannot say)
@@ -630,6 +642,40 @@ def import_snapshot(snap: Snapshot) -> ImportedState:
     )
     log.info("snapshot imported", source=str(snap.source), pfns=npfn, free_blocks=len(fp), mode=mode)
     return ImportedState(zones, pageblock_order, max_order, kind, flags, fp, fo, pb_mt, report)
+
+
+def _unmanaged_blocks(snap: Snapshot, kind: np.ndarray, pageblock_order: int) -> list[str]:
+    """Whole pageblocks of flagless pages in a zone that manages far fewer pages than it
+    spans are memory the kernel does not manage (holes, offline, not yet accepted or
+    initialised): RESERVED, not KERNEL.  At most spanned - managed pages are so marked,
+    so a zone whose shortfall is only its memblock reservations is left alone.
+    """
+    flags = snap.kpageflags
+    nvis = len(flags)
+    quiet = flags == 0
+    if snap.kpagecount is not None:
+        quiet &= snap.kpagecount == 0
+    size = 1 << pageblock_order
+    notes = []
+    for z in snap.populated_zones:
+        room = z.spanned - z.managed
+        if room < size:
+            continue
+        lo = -(-(z.start_pfn or 0) // size) * size
+        hi = min(z.end_pfn, nvis) // size * size
+        if hi <= lo:
+            continue
+        whole = quiet[lo:hi].reshape(-1, size).all(axis=1)
+        whole &= (kind[lo:hi].reshape(-1, size) == PageKind.KERNEL).all(axis=1)
+        idx = np.nonzero(whole)[0][: room // size]
+        if not len(idx):
+            continue
+        for b in idx.tolist():
+            kind[lo + b * size: lo + (b + 1) * size] = PageKind.RESERVED
+        notes.append(f"zone {z.name}: manages {z.managed} of the {z.spanned} pages it spans; {len(idx)} pageblocks "
+                     f"({len(idx) * size} pages) have no flag on any page and are imported as RESERVED "
+                     "(memory the kernel does not manage: holes, offline, unaccepted or not initialised)")
+    return notes
 
 
 #: vmstat counters that say how many pages of a kind the whole machine has, in the order
