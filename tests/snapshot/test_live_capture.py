@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from pagemig.snapshot.capture import CaptureError, capture
 from pagemig.snapshot.importer import import_snapshot
 from pagemig.snapshot.model import load_snapshot
@@ -40,4 +39,4 @@ def test_capture_and_import_this_machine(tmp_path: Path) -> None:
             if sum(fit.target.values()) == fit.nr_blocks:
                 assert fit.assigned[t] == n
     machine = build_machine(state)
-    assert machine.free_pages == int(np.sum(1 << state.free_orders.astype(np.int64)))
+    assert sum(z.free_pages for z in machine.zones) == int(np.sum(1 << state.free_orders.astype(np.int64)))
