@@ -45,6 +45,15 @@ FREE = int(PageKind.FREE)
 MOVABLE_MT = int(MigrateType.MOVABLE)
 UNMOVABLE_MT = int(MigrateType.UNMOVABLE)
 RECLAIMABLE_MT = int(MigrateType.RECLAIMABLE)
+ISOLATED = int(PageFlag.ISOLATED)
+ANON = int(PageKind.ANON)
+FILE = int(PageKind.FILE)
+MOVABLE_FLAG = int(PageFlag.MOVABLE)
+
+# GFP_ZONE_BAD (include/linux/gfp.h): zone-modifier combinations the kernel BUGs on.
+_ZONE_BITS = int(Gfp.DMA | Gfp.HIGHMEM | Gfp.DMA32 | Gfp.MOVABLE)
+_GFP_ZONE_BAD = frozenset({0x3, 0x5, 0x6, 0x7, 0xB, 0xD, 0xE, 0xF})
+_MOVABLE_MASK = int(Gfp.MOVABLE | Gfp.RECLAIMABLE)
 
 
 @attrs.define(slots=True)
@@ -75,6 +84,13 @@ class BuddyAllocator:
         self._ac_cache: dict[int, AllocContext] = {}
         self.extfrag_events = 0  # the mm_page_alloc_extfrag tracepoint: fallbacks that crossed types
         self.pageblock_steals = 0  # fallbacks that also changed the pageblock's type
+        # page_zone() for the free path: the zone of each pageblock, None where a zone boundary
+        # cuts a pageblock (then zone_of() looks it up).  One list slot per pageblock.
+        self._block_zone: list[Zone | None] = [None] * nr_blocks
+        for zone in machine.zones:
+            first = -(-zone.start_pfn >> pageblock_order)  # first pageblock wholly inside
+            last = zone.end_pfn >> pageblock_order  # one past the last wholly inside
+            self._block_zone[first:last] = [zone] * max(0, last - first)
 
     # ----------------------------------------------------------------- pageblocks
     def get_pageblock_migratetype(self, pfn: int) -> int:
@@ -111,8 +127,9 @@ class BuddyAllocator:
         """``__free_one_page()``: merge with free buddies as far as they go, then list the result.
 
         The pages must already be marked FREE (kind 0, flags 0).  Blocks of
-        pageblock order or more merge across pageblocks only when both types are
-        ones that fall back to each other, as in v5.x-v6.x.
+        pageblock order or more merge across pageblocks only when both pageblocks'
+        types are ones that fall back to each other (``migratetype_is_mergeable``),
+        as in v5.x-v6.x.
         """
         pages = self.pages
         flags = pages._flags
@@ -127,11 +144,13 @@ class BuddyAllocator:
             buddy = pfn ^ (1 << order)
             if buddy < start or buddy >= end or not flags[buddy] & BUDDY or private[buddy] != order:
                 break
-            bmt = owner[buddy]
-            if order >= pbo and bmt != migratetype and (
-                bmt >= MIGRATE_PCPTYPES or migratetype >= MIGRATE_PCPTYPES
-            ):
-                break
+            if order >= pbo:
+                buddy_mt = self._pb_mt[buddy >> pbo]  # the kernel asks the buddy's pageblock
+                if buddy_mt != migratetype and (
+                    buddy_mt >= MIGRATE_PCPTYPES or migratetype >= MIGRATE_PCPTYPES
+                ):
+                    break
+            bmt = owner[buddy]  # the list the buddy is on
             del fa[order][bmt][buddy]
             flags[buddy] = 0
             private[buddy] = 0
@@ -173,11 +192,7 @@ class BuddyAllocator:
         """``can_steal_fallback()``: large blocks, or any block for unmovable/reclaimable requests."""
         if order >= self.pageblock_order:
             return True
-        return (
-            order >= self.pageblock_order // 2
-            or start_mt == RECLAIMABLE_MT
-            or start_mt == UNMOVABLE_MT
-        )
+        return order >= self.pageblock_order // 2 or start_mt in (RECLAIMABLE_MT, UNMOVABLE_MT)
 
     def find_suitable_fallback(self, zone: Zone, order: int, start_mt: int,
                                only_stealable: bool) -> tuple[int, bool]:
@@ -209,9 +224,16 @@ class BuddyAllocator:
         """``move_freepages_block()``: every free block in pfn's pageblock onto the new type's list.
 
         Returns (free pages moved, movable pages seen), the two counts the
-        stealing rule weighs.
+        stealing rule weighs.  As in the kernel (v5.x-v6.1), a pageblock whose end
+        lies outside the zone is not touched (0, 0), and one whose start does is
+        scanned from pfn; movable means on the LRU (not isolated) or ``__PageMovable``.
         """
-        start, end = self.pageblock_range(zone, pfn)
+        start = pfn & ~(self.pageblock_nr_pages - 1)
+        end = start + self.pageblock_nr_pages
+        if start < zone.start_pfn:
+            start = pfn
+        if end > zone.end_pfn:
+            return 0, 0
         pages = self.pages
         heads = np.flatnonzero(pages.flags[start:end] & BUDDY) + start
         moved = 0
@@ -229,9 +251,9 @@ class BuddyAllocator:
             fa[order][migratetype][head] = None
             moved += 1 << order
         kind = pages.kind[start:end]
+        flags = pages.flags[start:end]
         movable = int(np.count_nonzero(
-            (kind == PageKind.ANON) | (kind == PageKind.FILE)
-            | ((pages.flags[start:end] & PageFlag.MOVABLE) != 0)
+            (((kind == ANON) | (kind == FILE)) & ((flags & ISOLATED) == 0)) | ((flags & MOVABLE_FLAG) != 0)
         ))
         return moved, movable
 
@@ -256,6 +278,7 @@ class BuddyAllocator:
             return
         if current_order >= self.pageblock_order:
             self.change_pageblock_range(pfn, current_order, start_type)
+            self.pageblock_steals += 1
             self._move_to_free_list(zone, pfn, start_type)
             return
         if not whole_block:
@@ -265,8 +288,7 @@ class BuddyAllocator:
         if start_type == MOVABLE_MT:
             alike_pages = movable_pages
         elif old_block_type == MOVABLE_MT:
-            start, end = self.pageblock_range(zone, pfn)
-            alike_pages = (end - start) - (free_pages + movable_pages)
+            alike_pages = self.pageblock_nr_pages - (free_pages + movable_pages)
         else:
             alike_pages = 0
         if not free_pages:
@@ -358,8 +380,19 @@ class BuddyAllocator:
 
     # ----------------------------------------------------------------- the fast path
     def alloc_context(self, gfp: int) -> AllocContext:
+        """``prepare_alloc_pages()``: zone, migratetype and zonelist of a GFP mask, cached per mask.
+
+        Masks the kernel refuses (``GFP_ZONE_BAD``: two zone modifiers; or both
+        mobility bits, which ``gfp_migratetype`` warns about) raise ValueError here,
+        once, so that the hot path never sees them.
+        """
         ac = self._ac_cache.get(gfp)
         if ac is None:
+            if (gfp & _ZONE_BITS) in _GFP_ZONE_BAD:
+                raise ValueError(f"GFP mask {gfp:#x} asks for two zones at once "
+                                 "(GFP_ZONE_BAD: only one of __GFP_DMA, __GFP_DMA32, __GFP_HIGHMEM)")
+            if gfp & _MOVABLE_MASK == _MOVABLE_MASK:
+                raise ValueError(f"GFP mask {gfp:#x} has both __GFP_MOVABLE and __GFP_RECLAIMABLE")
             highest = gfp_zone(gfp)
             zonelist = [z for z in reversed(self.machine.zones) if z.zone_type <= highest]
             if not zonelist:  # a request for a zone this machine lacks uses the lowest one it has
@@ -386,23 +419,44 @@ class BuddyAllocator:
         return -1, None
 
     def zone_of(self, pfn: int) -> Zone:
+        if 0 <= pfn < self.pages.nr_pages:
+            zone = self._block_zone[pfn >> self.pageblock_order]
+            if zone is not None:
+                return zone
         for zone in self.machine.zones:
             if zone.start_pfn <= pfn < zone.end_pfn:
                 return zone
         raise ValueError(f"pfn {pfn:#x} lies in no zone")
 
-    def free_block_range(self, zone: Zone, start: int, end: int) -> None:
+    def free_block_range(self, zone: Zone, start: int, end: int, *, lowest_first: bool = False) -> None:
         """Free [start, end) whose pages are already marked FREE: aligned blocks up to pageblock
-        order, each merged as ``__free_one_page`` merges (larger blocks form by merging)."""
+        order, each merged as ``__free_one_page`` merges (larger blocks form by merging).
+
+        Freed in ascending order this is exactly what freeing the pages one by one in
+        ascending order does (same blocks, same lists, same list order).  With
+        ``lowest_first`` the blocks are freed from the top down so that the lowest one
+        ends up at the head of its list: what the kernel's boot-time
+        ``memblock_free_all`` gets by freeing upwards with ``FPI_TO_TAIL``, so that a
+        fresh machine hands out its lowest pages first.
+        """
+        if start < zone.start_pfn or end > zone.end_pfn or start > end:
+            raise ValueError(f"free_block_range: [{start:#x}, {end:#x}) is not inside {zone.name} "
+                             f"[{zone.start_pfn:#x}, {zone.end_pfn:#x})")
         pbo = self.pageblock_order
         mts = self._pb_mt
+        blocks: list[tuple[int, int]] = []
         pfn = start
         while pfn < end:
             order = min(pbo, (pfn & -pfn).bit_length() - 1 if pfn else pbo)
             while pfn + (1 << order) > end:
                 order -= 1
-            self.free_one_page(zone, pfn, order, mts[pfn >> pbo])
+            blocks.append((pfn, order))
             pfn += 1 << order
+        if lowest_first:
+            blocks.reverse()
+        free_one_page = self.free_one_page
+        for pfn, order in blocks:
+            free_one_page(zone, pfn, order, mts[pfn >> pbo])
 
 
 __all__ = ["AllocContext", "BuddyAllocator", "Gfp"]

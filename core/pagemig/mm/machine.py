@@ -9,6 +9,7 @@ knows nothing of ``__alloc_pages_slowpath``.
 from __future__ import annotations
 
 import bisect
+import struct
 from collections import Counter
 from collections.abc import Iterable
 from typing import Any
@@ -26,7 +27,7 @@ from pagemig.mm.gfp import (
 )
 from pagemig.mm.movable import MovableRegistry
 from pagemig.mm.owner import Owner
-from pagemig.mm.pages import MAX_ORDER, PAGE_SIZE, PageArrays, PageFlag, PageKind
+from pagemig.mm.pages import MAX_ORDER, NR_ORDERS, PAGE_SIZE, PageArrays, PageFlag, PageKind
 from pagemig.mm.zone import (
     Zone,
     ZoneSpec,
@@ -45,6 +46,13 @@ RESERVED = int(PageKind.RESERVED)
 ISOLATED = int(PageFlag.ISOLATED)
 HEAD = int(PageFlag.HEAD)
 TAIL = int(PageFlag.TAIL)
+COMP = int(Gfp.COMP)
+_SPECIAL = ISOLATED | HEAD | TAIL  # flags that send free_pages() off its fast path
+_pack_u16 = struct.Struct("=H").pack  # an owner id as the owner column's bytes
+# Byte patterns for the multi-page paths: zeros of 1, 2 and 4 bytes a page per order
+# (kind/flags, owner, private), and the tail pages' flags of a compound page.
+_ZEROS = [[bytes(width << order) for order in range(MAX_ORDER + 1)] for width in (1, 2, 4)]
+_TAILS = [bytes([TAIL]) * ((1 << order) - 1) for order in range(MAX_ORDER + 1)]
 
 
 @attrs.define
@@ -220,7 +228,9 @@ class Machine:
         raise KeyError(name)
 
     @property
-    def free_pages(self) -> int:
+    def nr_free_pages(self) -> int:
+        """NR_FREE_PAGES of the node.  (It was once a property named ``free_pages``, which
+        the method ``free_pages(pfn, order)`` below silently replaced.)"""
         return sum(z.free_pages for z in self.zones)
 
     @property
@@ -232,9 +242,46 @@ class Machine:
         """``alloc_pages(gfp, order)`` for ``owner``: returns the first pfn, or -1 on failure.
 
         The pages come back with kind and owner set; the owner writes their content.
+        Order 0 is the hot path: ``get_page_from_freelist`` at the low watermark with
+        ``zone_watermark_fast``'s order-0 test, and ``__rmqueue_smallest``'s first
+        try, are inlined here (a Python call costs more than the work it wraps).
+        The rules are the kernel's either way; the tests hold both paths to them.
         """
         buddy = self.buddy
-        ac = buddy._ac_cache.get(gfp) or buddy.alloc_context(gfp)
+        ac = buddy._ac_cache.get(gfp)
+        if ac is None:
+            ac = buddy.alloc_context(gfp)
+        pages = self.pages
+        if order == 0:
+            mt = ac.migratetype
+            hz = ac.highest_zoneidx
+            for zone in ac.zonelist:
+                if zone.free_pages <= zone.wmark_low + zone.watermark_boost + zone.lowmem_reserve[hz]:
+                    continue
+                area = zone.free_area[0][mt]
+                if area:
+                    pfn = area.popitem()[0]
+                    zone.free_pages -= 1
+                    pages._flags[pfn] = 0  # private is 0 already: the block's order
+                else:
+                    pfn = buddy.rmqueue(zone, 0, mt)
+                    if pfn < 0:
+                        continue
+                pages._kind[pfn] = kind
+                pages._owner[pfn] = owner
+                zone.pgalloc += 1
+                return pfn
+            pfn, zone = self.slowpath.alloc_slowpath(self, 0, ac)
+            if pfn < 0:
+                self.vmstat["pgalloc_fail"] += 1
+                return -1
+            assert zone is not None
+            pages._kind[pfn] = kind
+            pages._owner[pfn] = owner
+            zone.pgalloc += 1
+            return pfn
+        if not 0 < order <= MAX_ORDER:
+            raise ValueError(f"alloc_pages: order {order} is outside 0..{MAX_ORDER}")
         pfn, zone = buddy.get_page_from_freelist(order, ALLOC_WMARK_LOW, ac)
         if pfn < 0:
             pfn, zone = self.slowpath.alloc_slowpath(self, order, ac)
@@ -242,48 +289,83 @@ class Machine:
                 self.vmstat["pgalloc_fail"] += 1
                 return -1
         assert zone is not None
-        pages = self.pages
-        if order == 0:
-            pages._kind[pfn] = kind
-            pages._owner[pfn] = owner
-        else:
-            end = pfn + (1 << order)
-            pages.kind[pfn:end] = kind
-            pages.owner[pfn:end] = owner
-            if gfp & Gfp.COMP:
-                pages.flags[pfn + 1:end] = TAIL
-                pages._flags[pfn] = HEAD
-                pages._private[pfn + 1] = order
-        zone.pgalloc += 1 << order
+        n = 1 << order
+        end = pfn + n
+        pages._kind[pfn:end] = bytes((kind,)) * n
+        pages._owner_b[2 * pfn:2 * end] = _pack_u16(owner) * n
+        if gfp & COMP:
+            pages._flags[pfn + 1:end] = _TAILS[order]
+            pages._flags[pfn] = HEAD
+            pages._private[pfn + 1] = order
+        zone.pgalloc += n
         return pfn
 
     def free_pages(self, pfn: int, order: int = 0) -> None:
         """``__free_pages(page, order)``.  A driver page freed while compaction holds it
-        isolated is not freed yet: it becomes an orphan that the migration releases."""
+        isolated is not freed yet: it becomes an orphan that the migration releases.
+
+        Bad calls raise ValueError before anything changes: a pfn outside memory, a
+        page that is free or reserved (double free), an order that does not match the
+        block (misaligned, past the zone's end, not the compound page's order, a
+        compound page's tail, any free page inside the block).
+        """
         pages = self.pages
+        if not 0 <= pfn < pages.nr_pages:
+            raise ValueError(f"free_pages: pfn {pfn} is outside memory (0..{pages.nr_pages - 1})")
         k = pages._kind[pfn]
-        if k == FREE or k == RESERVED:
+        if k == FREE or k == RESERVED:  # noqa: SIM109 - two compares beat building a tuple of globals
             raise ValueError(f"free_pages: pfn {pfn:#x} is {PageKind(k).name} (double free?)")
-        if pages._flags[pfn] & ISOLATED:
-            if k != DRIVER:
+        flags = pages._flags
+        f = flags[pfn]
+        if f & _SPECIAL and self._free_special(pfn, order, f, k):
+            return
+        buddy = self.buddy
+        pbo = buddy.pageblock_order
+        zone = buddy._block_zone[pfn >> pbo] or buddy.zone_of(pfn)
+        if order == 0:
+            pages._kind[pfn] = FREE
+            flags[pfn] = 0
+            pages._owner[pfn] = 0
+            pages._private[pfn] = 0
+            zone.pgfree += 1
+            buddy.free_one_page(zone, pfn, 0, buddy._pb_mt[pfn >> pbo])
+            return
+        if not 0 < order <= MAX_ORDER:
+            raise ValueError(f"free_pages: order {order} is outside 0..{MAX_ORDER}")
+        n = 1 << order
+        end = pfn + n
+        if pfn & (n - 1) or end > zone.end_pfn:
+            raise ValueError(f"free_pages: pfn {pfn:#x} is not the start of an order-{order} block in {zone.name}")
+        kb = pages._kind_buf
+        if kb.find(FREE, pfn, end) >= 0 or kb.find(RESERVED, pfn, end) >= 0:
+            bad = kb.find(FREE, pfn, end)
+            bad = bad if bad >= 0 else kb.find(RESERVED, pfn, end)
+            raise ValueError(f"free_pages: the order-{order} block at {pfn:#x} holds pfn {bad:#x}, which is "
+                             f"{PageKind(kb[bad]).name} (double free or wrong order?)")
+        pages._kind[pfn:end] = _ZEROS[0][order]
+        flags[pfn:end] = _ZEROS[0][order]
+        pages._owner_b[2 * pfn:2 * end] = _ZEROS[1][order]
+        pages._private_b[4 * pfn:4 * end] = _ZEROS[2][order]
+        zone.pgfree += n
+        buddy.free_one_page(zone, pfn, order, buddy._pb_mt[pfn >> pbo])
+
+    def _free_special(self, pfn: int, order: int, f: int, k: int) -> bool:
+        """free_pages() of a page that is isolated or part of a compound page: check the
+        call, and orphan an isolated driver page.  True when the page is dealt with."""
+        pages = self.pages
+        if f & ISOLATED:
+            if k != DRIVER or order != 0:
                 raise ValueError(f"free_pages: pfn {pfn:#x} is isolated by compaction")
             pages._owner[pfn] = 0
             pages._flags[pfn] &= ~int(PageFlag.MOVABLE) & 0xFF
-            return
-        zone = self.zone_of(pfn)
-        if order == 0:
-            pages._kind[pfn] = FREE
-            pages._flags[pfn] = 0
-            pages._owner[pfn] = 0
-            pages._private[pfn] = 0
-        else:
-            end = pfn + (1 << order)
-            pages.kind[pfn:end] = FREE
-            pages.flags[pfn:end] = 0
-            pages.owner[pfn:end] = 0
-            pages.private[pfn:end] = 0
-        zone.pgfree += 1 << order
-        self.buddy.free_one_page(zone, pfn, order, self.buddy._pb_mt[pfn >> self.pageblock_order])
+            return True
+        if f & TAIL:
+            raise ValueError(f"free_pages: pfn {pfn:#x} is a tail of a compound page; free its head")
+        if order == 0 or pfn + 1 >= pages.nr_pages or pages._private[pfn + 1] != order:
+            got = pages._private[pfn + 1] if pfn + 1 < pages.nr_pages else "?"
+            raise ValueError(f"free_pages: pfn {pfn:#x} heads a compound page of order {got}, "
+                             f"freed as order {order}")
+        return False
 
     def release_orphan(self, pfn: int) -> None:
         """Free a driver page that its driver freed while it was isolated."""
@@ -295,51 +377,83 @@ class Machine:
     def alloc_pages_bulk(self, gfp: int, nr: int, owner: int, kind: int = PageKind.KERNEL) -> np.ndarray:
         """``alloc_pages_bulk()``: up to ``nr`` order-0 pages, fewer if memory runs out.
 
-        Whole free blocks are taken smallest first, which is the set of pages that
-        ``nr`` calls of ``__rmqueue_smallest`` would take, and marked with NumPy in
-        one go; whatever the fast grab cannot supply comes from single allocations,
-        with fallback and the slow path.
+        The result is exactly what ``nr`` calls of ``alloc_pages(gfp, 0, ...)`` would
+        return, in the same order, leaving the same free lists: in each zone above its
+        low watermark, whole blocks of the request's type are taken smallest first
+        (the pages ``__rmqueue_smallest`` would hand out one by one), the last one
+        split as ``expand`` would leave it, and marked with NumPy in one go.  Where
+        that runs out (the type's lists are empty but the zone is not at its
+        watermark, or every zone is) single allocations take over, with fallback and
+        the slow path.
         """
+        if nr < 0:
+            raise ValueError(f"alloc_pages_bulk: nr = {nr} is negative")
         buddy = self.buddy
-        ac = buddy.alloc_context(gfp)
+        ac = buddy._ac_cache.get(gfp)
+        if ac is None:
+            ac = buddy.alloc_context(gfp)
         mt = ac.migratetype
-        chunks: list[np.ndarray] = []
+        hz = ac.highest_zoneidx
+        pages = self.pages
+        starts: list[int] = []
+        lengths: list[int] = []
         need = nr
         for zone in ac.zonelist:
             if need <= 0:
                 break
-            mark = buddy.wmark_for(zone, ALLOC_WMARK_LOW) + zone.lowmem_reserve[ac.highest_zoneidx]
-            budget = min(need, zone.free_pages - mark - 1)
+            budget = zone.free_pages - (zone.wmark_low + zone.watermark_boost + zone.lowmem_reserve[hz])
             if budget <= 0:
                 continue
+            if budget > need:
+                budget = need
             taken = 0
-            for order in range(MAX_ORDER + 1):
-                area = zone.free_area[order][mt]
-                size = 1 << order
-                while area and taken < budget:
-                    head = next(reversed(area))
-                    buddy.del_free_block(zone, head)
-                    zone.free_pages -= size
-                    if taken + size > budget:
-                        use = budget - taken
-                        buddy.free_block_range(zone, head + use, head + size)  # counts them back
-                        size_used = use
-                    else:
-                        size_used = size
-                    chunks.append(np.arange(head, head + size_used, dtype=np.int64))
-                    taken += size_used
+            fa = zone.free_area
+            for order in range(NR_ORDERS):
                 if taken >= budget:
                     break
+                area = fa[order][mt]
+                size = 1 << order
+                while area and taken + size <= budget:
+                    starts.append(area.popitem()[0])
+                    lengths.append(size)
+                    taken += size
+                if area and taken < budget:
+                    # The last block is larger than what is left: single allocations would take
+                    # its lowest pages and leave the rest as expand() split it.
+                    head = area.popitem()[0]
+                    use = budget - taken
+                    starts.append(head)
+                    lengths.append(use)
+                    taken = budget
+                    p = head + use
+                    while p < head + size:
+                        o = (p & -p).bit_length() - 1
+                        buddy.add_free_block(zone, p, o, mt)
+                        p += 1 << o
+            zone.free_pages -= taken
             zone.pgalloc += taken
             need -= taken
-        out = np.concatenate(chunks) if chunks else np.empty(0, dtype=np.int64)
-        if len(out):
-            self.pages.kind[out] = kind
-            self.pages.owner[out] = owner
+            if taken < budget:
+                break  # this type's lists ran dry above the watermark: fallback is for single calls
+        if starts:
+            heads = np.array(starts, dtype=np.int64)
+            lens = np.array(lengths, dtype=np.int64)
+            pages.flags[heads] = 0
+            pages.private[heads] = 0
+            if len(heads) == 1:
+                out = np.arange(heads[0], heads[0] + lens[0], dtype=np.int64)
+            else:
+                offsets = np.cumsum(lens) - lens
+                out = np.arange(int(lens.sum()), dtype=np.int64) + np.repeat(heads - offsets, lens)
+            pages.kind[out] = kind
+            pages.owner[out] = owner
+        else:
+            out = np.empty(0, dtype=np.int64)
         if need > 0:
             rest = []
+            alloc = self.alloc_pages
             for _ in range(need):
-                pfn = self.alloc_pages(gfp, 0, owner, kind)
+                pfn = alloc(gfp, 0, owner, kind)
                 if pfn < 0:
                     break
                 rest.append(pfn)
@@ -348,34 +462,75 @@ class Machine:
         return out
 
     def free_pages_bulk(self, pfns: Iterable[int] | np.ndarray) -> None:
-        """Free many order-0 pages: mark them with NumPy, then free each contiguous run
-        as aligned blocks, each merged with its buddies as ``__free_one_page`` would."""
-        arr = np.unique(np.asarray(pfns, dtype=np.int64))
+        """Free many order-0 pages: exactly what ``free_pages(pfn)`` of each in ascending
+        order does (same blocks on the same lists in the same order), with the columns
+        marked by NumPy and each contiguous run freed as aligned blocks.
+
+        The whole call is checked before anything changes: a pfn outside memory, listed
+        twice, free or reserved, or part of a compound page raises ValueError.
+        """
+        arr = np.asarray(pfns if isinstance(pfns, np.ndarray) else list(pfns), dtype=np.int64)
+        if arr.ndim != 1:
+            raise ValueError(f"free_pages_bulk: expected a 1-d sequence of pfns, got shape {arr.shape}")
         if not len(arr):
             return
         pages = self.pages
+        lo, hi = int(arr.min()), int(arr.max())
+        if lo < 0 or hi >= pages.nr_pages:
+            raise ValueError(f"free_pages_bulk: pfn {lo if lo < 0 else hi} is outside memory "
+                             f"(0..{pages.nr_pages - 1})")
+        arr = np.sort(arr, kind="stable")  # bulk-allocated arrays are ascending runs: timsort's best case
+        if len(arr) > 1:
+            dup = np.flatnonzero(arr[1:] == arr[:-1])
+            if len(dup):
+                raise ValueError(f"free_pages_bulk: pfn {int(arr[dup[0]]):#x} is listed twice (double free)")
         kinds = pages.kind[arr]
-        if np.any((kinds == FREE) | (kinds == RESERVED)):
-            bad = arr[(kinds == FREE) | (kinds == RESERVED)][0]
-            raise ValueError(f"free_pages_bulk: pfn {bad:#x} is not allocated (double free?)")
-        iso = (pages.flags[arr] & ISOLATED) != 0
+        bad = (kinds == FREE) | (kinds == RESERVED)
+        if bad.any():
+            p = int(arr[bad][0])
+            raise ValueError(f"free_pages_bulk: pfn {p:#x} is {PageKind(pages.kind[p]).name} (double free?)")
+        fl = pages.flags[arr]
+        compound = (fl & (HEAD | TAIL)) != 0
+        if compound.any():
+            raise ValueError(f"free_pages_bulk: pfn {int(arr[compound][0]):#x} is part of a compound page; "
+                             "free it with free_pages(head, order)")
+        iso = (fl & ISOLATED) != 0
         if iso.any():
             for pfn in arr[iso].tolist():
                 self.free_pages(pfn, 0)
             arr = arr[~iso]
-        pages.kind[arr] = FREE
-        pages.flags[arr] = 0
-        pages.owner[arr] = 0
-        pages.private[arr] = 0
+            if not len(arr):
+                return
         breaks = np.flatnonzero(np.diff(arr) != 1) + 1
-        starts = np.concatenate(([0], breaks))
-        ends = np.concatenate((breaks, [len(arr)]))
-        for s, e in zip(arr[starts].tolist(), (arr[ends - 1] + 1).tolist(), strict=True):
+        run_starts = arr[np.concatenate(([0], breaks))].tolist()
+        run_ends = (arr[np.concatenate((breaks - 1, [len(arr) - 1]))] + 1).tolist()
+        if len(run_starts) * 8 < len(arr):
+            for s, e in zip(run_starts, run_ends, strict=True):
+                pages.kind[s:e] = FREE
+                pages.flags[s:e] = 0
+                pages.owner[s:e] = 0
+                pages.private[s:e] = 0
+        else:
+            pages.kind[arr] = FREE
+            pages.flags[arr] = 0
+            pages.owner[arr] = 0
+            pages.private[arr] = 0
+        buddy = self.buddy
+        pbo = buddy.pageblock_order
+        block_zone = buddy._block_zone
+        pb_mt = buddy._pb_mt
+        free_one_page = buddy.free_one_page
+        for s, e in zip(run_starts, run_ends, strict=True):
+            if e - s == 1:  # a lone page, the common case in fragmented memory
+                zone = block_zone[s >> pbo] or buddy.zone_of(s)
+                zone.pgfree += 1
+                free_one_page(zone, s, 0, pb_mt[s >> pbo])
+                continue
             while s < e:
-                zone = self.zone_of(s)
+                zone = buddy.zone_of(s)
                 stop = min(e, zone.end_pfn)
                 zone.pgfree += stop - s
-                self.buddy.free_block_range(zone, s, stop)
+                buddy.free_block_range(zone, s, stop)
                 s = stop
 
     # ----------------------------------------------------------------- import
@@ -425,7 +580,7 @@ class Machine:
         kind = self.pages.kind
         counts = np.bincount(kind, minlength=len(PageKind))
         out: dict[str, int] = {
-            "nr_free_pages": self.free_pages,
+            "nr_free_pages": self.nr_free_pages,
             "nr_anon_pages": int(counts[PageKind.ANON]),
             "nr_file_pages": int(counts[PageKind.FILE]),
             "nr_slab_reclaimable": int(counts[PageKind.SLAB_RECLAIMABLE]),

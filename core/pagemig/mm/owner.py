@@ -50,7 +50,7 @@ class PageSet:
     way the kernel's rmap walk rewrites one page-table entry.
     """
 
-    __slots__ = ("machine", "pfn", "token", "count", "_free_slots", "_top")
+    __slots__ = ("_free_slots", "_top", "count", "machine", "pfn", "token")
 
     def __init__(self, machine: Machine, capacity: int = 1024) -> None:
         self.machine = machine
