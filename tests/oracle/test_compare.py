@@ -85,3 +85,23 @@ def test_fidelity_frag_1G_within_15_percent() -> None:
                   real_s["compact_end"] - real_s["compact_start"])
     for name, h in cmp.headline().items():
         assert h["within_tolerance"], f"{name}: {h}\n{cmp.render()}"
+
+
+def test_unusable_index_agrees_with_the_simulators_vmstat() -> None:
+    """The comparison's formula and pagemig.mm.vmstat's (x1000, integer) on real counts."""
+    from pagemig.mm.vmstat import unusable_free_index
+
+    for name in ("uml-frag-1G", "uml-zram-512M"):
+        for when in ("before", "after"):
+            counts = list(load_snapshot(FIXTURES / name / when).buddyinfo[0].counts)
+            for order in (1, 3, 9, 10):
+                assert int(unusable_index(counts, order) * 1000) == unusable_free_index(counts, order)
+
+
+def test_machine_from_snapshot() -> None:
+    from pagemig.snapshot import machine_from_snapshot
+
+    machine, state = machine_from_snapshot(FIXTURES / "uml-zram-128M" / "before")
+    assert [z.name for z in machine.zones] == ["Normal"]
+    assert sum(z.free_pages for z in machine.zones) == 18028  # buddyinfo's total
+    assert machine.pageblock_order == state.pageblock_order == 10
