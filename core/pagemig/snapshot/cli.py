@@ -220,15 +220,24 @@ def oracle_run_cmd(workload: str, mem: str, json_out: str | None, keep: str | No
                      extra={"oracle": {"workload": workload, "mem": mem, "times": run.times, "info": run.info}})
         snap_b, state = _load(str(run.before))
         snap_a, _ = _load(str(run.after))
-        if no_sim:
+
+        def real_only() -> None:
             click.echo(f"real kernel {run.release}: compact_memory took {run.compact_seconds:.3f} s")
+            for name, snap in (("before", snap_b), ("after", snap_a)):
+                counts = [sum(c) for c in zip(*(b.counts for b in snap.buddyinfo), strict=True)]
+                click.echo(f"  free blocks per order {name:<6} {' '.join(map(str, counts))}")
             for k, v in counter_deltas(snap_b, snap_a).items():
                 click.echo(f"  {k:<32} {v:>10}")
+
+        if no_sim:
+            real_only()
             return
         try:
             sim = simulate_compact_memory(state)
         except SimulatorUnavailable as e:
-            raise Unavailable(f"{e}; the real run's snapshots are in {run.run_dir}") from e
+            real_only()
+            where = f"; the run is kept in {run.run_dir}" if keep else ""
+            raise Unavailable(f"{e}{where}") from e
         cmp = compare(workload, mem, snap_b, snap_a, state, sim, run.compact_seconds,
                       workload_seconds=run.workload_seconds, boot_seconds=run.boot_seconds)
         if json_out != "-":
