@@ -1,0 +1,441 @@
+"""The allocator's slow path: ``__alloc_pages_slowpath`` (mm/page_alloc.c, v5.x-v6.1).
+
+:class:`FullSlowPath` replaces the bare :class:`~pagemig.mm.machine.SlowPath` (which
+only retries at the min watermark) with the kernel's sequence:
+
+1. wake kswapd for the order (``wake_all_kswapds``), then retry the free lists at
+   the flags ``gfp_to_alloc_flags`` gives (min watermark, deeper for atomic/high);
+2. for costly orders, and for order > 0 requests that are not movable, try direct
+   compaction at ``COMPACT_PRIO_ASYNC`` first (a costly ``__GFP_NORETRY`` request
+   gives up right there if compaction was skipped or deferred, and otherwise keeps
+   compacting asynchronously);
+3. the loop: free lists again; without ``__GFP_DIRECT_RECLAIM`` (atomic, nowait)
+   fail here; direct reclaim (``try_to_free_pages``) and the free lists; direct
+   compaction at the current priority; ``__GFP_NORETRY`` stops after this one
+   round, costly orders without ``__GFP_RETRY_MAYFAIL`` too; else
+   ``should_reclaim_retry`` (up to ``MAX_RECLAIM_RETRIES`` rounds without progress;
+   costly orders never count as progress) and ``should_compact_retry`` (priority
+   escalation ASYNC -> SYNC_LIGHT -> SYNC_FULL, costly orders stop at SYNC_LIGHT,
+   ``MAX_COMPACT_RETRIES``, a quarter of them for costly orders) decide whether to
+   go round again.
+
+Simplified, and why:
+
+* No OOM killer: where the kernel would kill a task and retry, the allocation
+  fails.  ``__GFP_NOFAIL`` gets the kernel's extra attempt with ``ALLOC_HARDER``
+  and then fails too (the kernel would loop until the OOM killer freed memory;
+  a simulator that cannot kill would loop for ever).  Failures are counted in
+  :class:`SlowPathStats` and by the machine (``pgalloc_fail``).
+* No per-cpu lists, highatomic reserves, cpusets or PF_MEMALLOC tasks:
+  ``drain_all_pages`` and ``unreserve_highatomic_pageblock`` have nothing to do.
+  ``__GFP_MEMALLOC`` does get ``ALLOC_NO_WATERMARKS``.
+* kswapd runs when the event loop next calls
+  :func:`pagemig.mm.daemons.background_tick`, not concurrently with the
+  allocation; a waking allocation does not wait for it.
+* Simulated latency: each free-list attempt costs ``COST_ALLOC_FAST``, direct
+  reclaim what its scanning, dropping and swapping cost, direct compaction what
+  the compaction module charges.  The sum is the allocation's stall
+  (:attr:`FullSlowPath.last`), what an allocation probe reports.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, Protocol
+
+import attrs
+import structlog
+
+from pagemig.mm.costs import COST_ALLOC_FAST
+from pagemig.mm.daemons import wakeup_kswapd
+from pagemig.mm.gfp import (
+    ALLOC_HARDER,
+    ALLOC_KSWAPD,
+    ALLOC_NO_WATERMARKS,
+    Gfp,
+    MigrateType,
+    gfp_to_alloc_flags,
+)
+from pagemig.mm.machine import SlowPath
+from pagemig.mm.pages import PAGE_ALLOC_COSTLY_ORDER
+from pagemig.mm.reclaim import (
+    MAX_RECLAIM_RETRIES,
+    reclaimable_owner_mask,
+    try_to_free_pages,
+    zone_reclaimable_pages,
+)
+
+if TYPE_CHECKING:
+    from pagemig.mm.buddy import AllocContext
+    from pagemig.mm.machine import Machine
+    from pagemig.mm.zone import Zone
+
+log = structlog.get_logger(__name__)
+
+# enum compact_priority (include/linux/compaction.h): lower is more thorough
+COMPACT_PRIO_SYNC_FULL = 0
+COMPACT_PRIO_SYNC_LIGHT = 1
+COMPACT_PRIO_ASYNC = 2
+MIN_COMPACT_PRIORITY = COMPACT_PRIO_SYNC_FULL
+MIN_COMPACT_COSTLY_PRIORITY = COMPACT_PRIO_SYNC_LIGHT
+DEF_COMPACT_PRIORITY = COMPACT_PRIO_SYNC_LIGHT
+INIT_COMPACT_PRIORITY = COMPACT_PRIO_ASYNC
+MAX_COMPACT_RETRIES = 16
+
+
+# ----------------------------------------------------------------------------- compaction seam
+class DirectCompaction(Protocol):
+    """What the slow path needs from compaction.
+
+    ``direct_compact`` is ``__alloc_pages_direct_compact``: it counts
+    ``compact_stall``/``compact_success``/``compact_fail`` and returns
+    ``(pfn, zone, result)`` with ``result`` a ``compact_result`` name in lower case
+    without the prefix ("skipped", "deferred", "success", "complete",
+    "partial_skipped", "contended", ...).  ``zonelist_suitable`` is
+    ``compaction_zonelist_suitable``.  ``seconds(machine)`` is a running total of the
+    simulated time compaction spent, which the slow path differences.
+    """
+
+    def direct_compact(self, machine: Machine, order: int, alloc_flags: int, ac: AllocContext,
+                       prio: int) -> tuple[int, Zone | None, str]: ...
+
+    def zonelist_suitable(self, machine: Machine, ac: AllocContext, order: int, alloc_flags: int) -> bool: ...
+
+    def seconds(self, machine: Machine) -> float: ...
+
+
+def _result_name(result: Any) -> str:
+    name = getattr(result, "name", str(result))
+    return name.upper().removeprefix("COMPACT_").lower()
+
+
+class ModuleCompaction:
+    """:class:`DirectCompaction` over :mod:`pagemig.mm.compaction`, looked up on first use
+    (so that the slow path works before and without that module: then it behaves
+    like a kernel built without ``CONFIG_COMPACTION``)."""
+
+    def __init__(self) -> None:
+        self._mod: ModuleType | None = None
+        self._looked = False
+
+    def _module(self) -> ModuleType | None:
+        if not self._looked:
+            self._looked = True
+            try:
+                self._mod = importlib.import_module("pagemig.mm.compaction")
+            except ImportError:
+                self._mod = None
+        return self._mod
+
+    @property
+    def available(self) -> bool:
+        mod = self._module()
+        return mod is not None and hasattr(mod, "alloc_pages_direct_compact")
+
+    def direct_compact(self, machine: Machine, order: int, alloc_flags: int, ac: AllocContext,
+                       prio: int) -> tuple[int, Zone | None, str]:
+        mod = self._module()
+        if mod is None or not hasattr(mod, "alloc_pages_direct_compact"):
+            return -1, None, "skipped"
+        prio_enum = getattr(mod, "CompactPriority", None)
+        p: Any = prio_enum(prio) if prio_enum is not None else prio
+        pfn, zone, result = mod.alloc_pages_direct_compact(machine, order, alloc_flags, ac, p)
+        return pfn, zone, _result_name(result)
+
+    def zonelist_suitable(self, machine: Machine, ac: AllocContext, order: int, alloc_flags: int) -> bool:
+        mod = self._module()
+        fn = getattr(mod, "compaction_zonelist_suitable", None) if mod is not None else None
+        if fn is None:
+            return False
+        return bool(fn(machine, ac, order, alloc_flags))
+
+    def seconds(self, machine: Machine) -> float:
+        mod = self._module()
+        fn = getattr(mod, "compaction_seconds", None) if mod is not None else None
+        return float(fn(machine)) if fn is not None else 0.0
+
+
+def compaction_made_progress(result: str) -> bool:
+    return result == "success"
+
+
+def compaction_failed(result: str) -> bool:
+    return result == "complete"
+
+
+def compaction_needs_reclaim(result: str) -> bool:
+    return result == "skipped"
+
+
+def compaction_withdrawn(result: str) -> bool:
+    return result in ("deferred", "contended", "partial_skipped")
+
+
+# ----------------------------------------------------------------------------- accounting
+@attrs.define
+class SlowPathStats:
+    """Totals over every slow-path allocation of a run."""
+
+    calls: int = 0
+    successes: int = 0
+    failures: int = 0
+    stall_seconds: float = 0.0
+    max_stall_seconds: float = 0.0
+    direct_reclaims: int = 0
+    direct_compactions: int = 0
+    retries: int = 0
+    failures_by_reason: dict[str, int] = attrs.field(factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return attrs.asdict(self)
+
+
+@attrs.define
+class SlowPathTrace:
+    """One allocation through the slow path: what it did, what it cost, why it failed."""
+
+    order: int
+    gfp: int
+    pfn: int = -1
+    seconds: float = 0.0
+    reclaim_rounds: int = 0
+    reclaimed: int = 0
+    compact_attempts: int = 0
+    compact_results: list[str] = attrs.field(factory=list)
+    compact_priority: int = DEF_COMPACT_PRIORITY
+    retries: int = 0
+    reason: str = ""  # why it failed: atomic, noretry, costly, no_progress, nofail
+
+    def as_dict(self) -> dict[str, Any]:
+        return attrs.asdict(self)
+
+
+# ----------------------------------------------------------------------------- the slow path
+class FullSlowPath(SlowPath):
+    """``__alloc_pages_slowpath`` with kswapd, direct reclaim and direct compaction.
+
+    ``compaction`` is the compaction seam (default: :mod:`pagemig.mm.compaction`);
+    ``on_trace`` (optional) receives every allocation's :class:`SlowPathTrace`, for
+    a probe that wants each one rather than the last.
+    """
+
+    def __init__(self, compaction: DirectCompaction | None = None,
+                 on_trace: Callable[[SlowPathTrace], None] | None = None) -> None:
+        self.compaction: DirectCompaction = compaction if compaction is not None else ModuleCompaction()
+        self.on_trace = on_trace
+        self.stats = SlowPathStats()
+        self.last: SlowPathTrace | None = None
+
+    # ------------------------------------------------------------ kswapd
+    def wake_kswapd(self, machine: Machine, order: int, ac: AllocContext) -> None:
+        """``wake_all_kswapds``: one node, so one kswapd, woken for the request's zone and order."""
+        wakeup_kswapd(machine, order, ac.highest_zoneidx, ac.gfp)
+
+    # ------------------------------------------------------------ pieces
+    def _freelist(self, machine: Machine, order: int, alloc_flags: int, ac: AllocContext,
+                  trace: SlowPathTrace) -> tuple[int, Zone | None]:
+        trace.seconds += COST_ALLOC_FAST
+        return machine.buddy.get_page_from_freelist(order, alloc_flags, ac)
+
+    def _direct_compact(self, machine: Machine, order: int, alloc_flags: int, ac: AllocContext,
+                        prio: int, trace: SlowPathTrace) -> tuple[int, Zone | None, str | None]:
+        """``__alloc_pages_direct_compact``; order 0 never compacts (result None)."""
+        if not order:
+            return -1, None, None
+        before = self.compaction.seconds(machine)
+        pfn, zone, result = self.compaction.direct_compact(machine, order, alloc_flags, ac, prio)
+        trace.seconds += max(0.0, self.compaction.seconds(machine) - before)
+        trace.compact_attempts += 1
+        trace.compact_results.append(result)
+        self.stats.direct_compactions += 1
+        return pfn, zone, result
+
+    def _direct_reclaim(self, machine: Machine, order: int, alloc_flags: int, ac: AllocContext,
+                        trace: SlowPathTrace) -> tuple[int, Zone | None, int]:
+        """``__alloc_pages_direct_reclaim``: reclaim, then the free lists (no pcp lists to drain)."""
+        sc = try_to_free_pages(machine, order, ac.highest_zoneidx)
+        trace.seconds += sc.seconds
+        trace.reclaim_rounds += 1
+        trace.reclaimed += sc.nr_reclaimed
+        self.stats.direct_reclaims += 1
+        progress = sc.nr_reclaimed
+        if not progress:
+            return -1, None, 0
+        pfn, zone = self._freelist(machine, order, alloc_flags, ac, trace)
+        return pfn, zone, progress
+
+    def should_reclaim_retry(self, machine: Machine, order: int, ac: AllocContext, alloc_flags: int,
+                             did_some_progress: bool, no_progress_loops: int) -> tuple[bool, int]:
+        """``should_reclaim_retry()``: go round again while reclaiming everything reclaimable
+        could let some zone pass the min watermark at this order.  Returns (retry, loops).
+
+        Costly orders never reset the no-progress count: reclaim freeing pages says
+        nothing about whether their order will appear.
+        """
+        if did_some_progress and order <= PAGE_ALLOC_COSTLY_ORDER:
+            no_progress_loops = 0
+        else:
+            no_progress_loops += 1
+        if no_progress_loops > MAX_RECLAIM_RETRIES:
+            return False, no_progress_loops  # unreserve_highatomic_pageblock: no reserves modelled
+        mask = reclaimable_owner_mask(machine)
+        buddy = machine.buddy
+        for zone in ac.zonelist:
+            available = zone_reclaimable_pages(machine, zone, mask) + zone.free_pages
+            if buddy.zone_watermark_ok(zone, order, zone.watermark("min"), ac.highest_zoneidx, alloc_flags,
+                                       free_pages=available):
+                return True, no_progress_loops
+        return False, no_progress_loops
+
+    def should_compact_retry(self, machine: Machine, ac: AllocContext, order: int, alloc_flags: int,
+                             result: str | None, priority: int, retries: int) -> tuple[bool, int, int]:
+        """``should_compact_retry()`` (CONFIG_COMPACTION): returns (retry, priority, retries)."""
+        if not order or result is None:
+            return False, priority, retries
+        if compaction_made_progress(result):
+            retries += 1
+        check_priority = False
+        if compaction_failed(result) or compaction_withdrawn(result):
+            check_priority = True
+        elif compaction_needs_reclaim(result):
+            return self.compaction.zonelist_suitable(machine, ac, order, alloc_flags), priority, retries
+        else:
+            max_retries = MAX_COMPACT_RETRIES
+            if order > PAGE_ALLOC_COSTLY_ORDER:
+                max_retries //= 4
+            if retries <= max_retries:
+                return True, priority, retries
+            check_priority = True
+        if check_priority:
+            min_priority = MIN_COMPACT_COSTLY_PRIORITY if order > PAGE_ALLOC_COSTLY_ORDER else MIN_COMPACT_PRIORITY
+            if priority > min_priority:
+                return True, priority - 1, 0
+        return False, priority, retries
+
+    # ------------------------------------------------------------ the whole thing
+    def alloc_slowpath(self, machine: Machine, order: int, ac: AllocContext) -> tuple[int, Zone | None]:
+        trace = SlowPathTrace(order=order, gfp=ac.gfp)
+        pfn, zone = self._slowpath(machine, order, ac, trace)
+        trace.pfn = pfn
+        st = self.stats
+        st.calls += 1
+        st.stall_seconds += trace.seconds
+        st.max_stall_seconds = max(st.max_stall_seconds, trace.seconds)
+        st.retries += trace.retries
+        if pfn >= 0:
+            st.successes += 1
+        else:
+            st.failures += 1
+            st.failures_by_reason[trace.reason] = st.failures_by_reason.get(trace.reason, 0) + 1
+        self.last = trace
+        if self.on_trace is not None:
+            self.on_trace(trace)
+        return pfn, zone
+
+    def _slowpath(self, machine: Machine, order: int, ac: AllocContext,
+                  trace: SlowPathTrace) -> tuple[int, Zone | None]:
+        gfp = ac.gfp
+        can_direct_reclaim = bool(gfp & Gfp.DIRECT_RECLAIM)
+        costly_order = order > PAGE_ALLOC_COSTLY_ORDER
+        if gfp & Gfp.ATOMIC and can_direct_reclaim:  # WARN_ON_ONCE: atomic reserves are for atomic context
+            gfp &= ~Gfp.ATOMIC
+        compaction_retries = 0
+        no_progress_loops = 0
+        compact_priority = DEF_COMPACT_PRIORITY
+        compact_result: str | None = None
+        pfmemalloc = bool(gfp & Gfp.MEMALLOC) and not gfp & Gfp.NOMEMALLOC
+
+        alloc_flags = gfp_to_alloc_flags(gfp)
+        if alloc_flags & ALLOC_KSWAPD:
+            self.wake_kswapd(machine, order, ac)
+        pfn, zone = self._freelist(machine, order, alloc_flags, ac, trace)
+        if pfn >= 0:
+            return pfn, zone
+
+        if (can_direct_reclaim and (costly_order or (order > 0 and ac.migratetype != MigrateType.MOVABLE))
+                and not pfmemalloc):
+            pfn, zone, compact_result = self._direct_compact(machine, order, alloc_flags, ac,
+                                                             INIT_COMPACT_PRIORITY, trace)
+            if pfn >= 0:
+                return pfn, zone
+            if costly_order and gfp & Gfp.NORETRY:
+                if compact_result in ("skipped", "deferred"):
+                    trace.reason = "noretry"
+                    return -1, None
+                compact_priority = INIT_COMPACT_PRIORITY  # keep it async: sync could be very expensive
+
+        while True:  # retry:
+            if alloc_flags & ALLOC_KSWAPD:
+                self.wake_kswapd(machine, order, ac)
+            if pfmemalloc:
+                alloc_flags = ALLOC_NO_WATERMARKS | (alloc_flags & ALLOC_KSWAPD)
+            pfn, zone = self._freelist(machine, order, alloc_flags, ac, trace)
+            if pfn >= 0:
+                return pfn, zone
+            if not can_direct_reclaim:
+                trace.reason = "atomic"
+                return -1, None
+
+            pfn, zone, did_some_progress = self._direct_reclaim(machine, order, alloc_flags, ac, trace)
+            if pfn >= 0:
+                return pfn, zone
+            pfn, zone, compact_result = self._direct_compact(machine, order, alloc_flags, ac,
+                                                             compact_priority, trace)
+            if pfn >= 0:
+                return pfn, zone
+
+            if gfp & Gfp.NORETRY:
+                trace.reason = "noretry"
+                break
+            if costly_order and not gfp & Gfp.RETRY_MAYFAIL:
+                trace.reason = "costly"
+                break
+            retry, no_progress_loops = self.should_reclaim_retry(
+                machine, order, ac, alloc_flags, did_some_progress > 0, no_progress_loops)
+            if not retry and did_some_progress > 0:
+                retry, compact_priority, compaction_retries = self.should_compact_retry(
+                    machine, ac, order, alloc_flags, compact_result, compact_priority, compaction_retries)
+                trace.compact_priority = compact_priority
+            if retry:
+                trace.retries += 1
+                continue
+            # here the kernel calls the OOM killer; the simulator has none
+            trace.reason = "no_progress"
+            break
+
+        if gfp & Gfp.NOFAIL and can_direct_reclaim:
+            # __alloc_pages_cpuset_fallback(ALLOC_HARDER): reserves, but not all of them
+            pfn, zone = self._freelist(machine, order, (alloc_flags & ~ALLOC_NO_WATERMARKS) | ALLOC_HARDER,
+                                       ac, trace)
+            if pfn >= 0:
+                return pfn, zone
+            trace.reason = "nofail"
+            log.warning("nofail_allocation_failed", order=order, gfp=hex(int(gfp)),
+                        note="the kernel would loop until the OOM killer freed memory; the simulator has none")
+        return -1, None
+
+
+def install_slowpath(machine: Machine, compaction: DirectCompaction | None = None) -> FullSlowPath:
+    """Give the machine the full slow path (``install_full_mm`` in daemons.py does this and
+    sets up kswapd and kcompactd)."""
+    sp = FullSlowPath(compaction)
+    machine.slowpath = sp
+    return sp
+
+
+__all__ = [
+    "COMPACT_PRIO_ASYNC",
+    "COMPACT_PRIO_SYNC_FULL",
+    "COMPACT_PRIO_SYNC_LIGHT",
+    "DEF_COMPACT_PRIORITY",
+    "INIT_COMPACT_PRIORITY",
+    "MAX_COMPACT_RETRIES",
+    "DirectCompaction",
+    "FullSlowPath",
+    "ModuleCompaction",
+    "SlowPathStats",
+    "SlowPathTrace",
+    "install_slowpath",
+]

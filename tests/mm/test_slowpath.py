@@ -1,0 +1,449 @@
+"""The allocator's slow path (``__alloc_pages_slowpath``, v6.1) on hand-built states.
+
+Truth: the kernel's control flow, worked through by hand for each state (which
+steps run, in which order, with which compaction priority, how often it retries),
+the kernel's counters, and the checker after every scenario.  Compaction is a
+stand-in here so that the slow path is tested against what compaction answers:
+``ScriptedCompaction`` answers from a script; ``MiniCompaction`` really moves LRU
+pages out of one aligned block, as compaction would, and counts
+``compact_stall``/``compact_success``/``compact_fail`` as ``__alloc_pages_direct_compact``
+does.  The test with the real compaction module runs once that module exists.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import pytest
+from pagemig.mm.buddy import AllocContext
+from pagemig.mm.costs import COST_ALLOC_FAST
+from pagemig.mm.daemons import KswapdMode, daemon_state, install_full_mm
+from pagemig.mm.gfp import (
+    GFP_ATOMIC,
+    GFP_HIGHUSER_MOVABLE,
+    GFP_KERNEL,
+    GFP_NOWAIT,
+    Gfp,
+    MigrateType,
+)
+from pagemig.mm.invariants import assert_consistent
+from pagemig.mm.machine import Machine, MachineConfig
+from pagemig.mm.owner import SimpleOwner
+from pagemig.mm.pages import PageFlag, PageKind
+from pagemig.mm.reclaim import LruOwner
+from pagemig.mm.slowpath import (
+    COMPACT_PRIO_ASYNC,
+    COMPACT_PRIO_SYNC_FULL,
+    COMPACT_PRIO_SYNC_LIGHT,
+    FullSlowPath,
+    SlowPathTrace,
+)
+from pagemig.mm.zone import Zone, ZoneSpec
+
+ANON = PageKind.ANON
+FILE = PageKind.FILE
+ASYNC, LIGHT, FULL = COMPACT_PRIO_ASYNC, COMPACT_PRIO_SYNC_LIGHT, COMPACT_PRIO_SYNC_FULL
+
+
+def small_machine(pages: int = 8192) -> Machine:
+    """One Normal zone; min_free_kbytes 1024 -> min 256, low 320, high 384 (see test_reclaim)."""
+    return Machine(MachineConfig(zones=(ZoneSpec("Normal", 0, pages),), min_free_kbytes=1024))
+
+
+class ScriptedCompaction:
+    """Answers each direct compaction from a script (the last answer repeats), never
+    finds a page, and charges 1 ms per call."""
+
+    def __init__(self, *results: str) -> None:
+        self.results = list(results) or ["complete"]
+        self.prios: list[int] = []
+        self.total = 0.0
+
+    def direct_compact(self, machine: Machine, order: int, alloc_flags: int, ac: AllocContext,
+                       prio: int) -> tuple[int, Zone | None, str]:
+        i = min(len(self.prios), len(self.results) - 1)
+        self.prios.append(prio)
+        self.total += 1e-3
+        return -1, None, self.results[i]
+
+    def zonelist_suitable(self, machine: Machine, ac: AllocContext, order: int, alloc_flags: int) -> bool:
+        return False
+
+    def seconds(self, machine: Machine) -> float:
+        return self.total
+
+
+class MiniCompaction:
+    """A small honest compactor: frees one aligned block of the order by migrating its LRU
+    pages to free pages elsewhere (as the core migrates LRU pages: columns copied, the owner
+    told), then allocates.  Async mode only takes pageblocks of the request's type."""
+
+    def __init__(self) -> None:
+        self.prios: list[int] = []
+
+    def seconds(self, machine: Machine) -> float:
+        return 0.0
+
+    def zonelist_suitable(self, machine: Machine, ac: AllocContext, order: int, alloc_flags: int) -> bool:
+        return False
+
+    def _candidate(self, machine: Machine, zone: Zone, order: int, ac: AllocContext, prio: int) -> int:
+        pages = machine.pages
+        size = 1 << order
+        for start in range(zone.start_pfn, zone.end_pfn - size + 1, size):
+            kind = pages.kind[start:start + size]
+            flags = pages.flags[start:start + size]
+            lru = (kind == ANON) | (kind == FILE)
+            if not np.all(lru | (kind == PageKind.FREE)) or not lru.any() or np.any(flags[lru] & PageFlag.PINNED):
+                continue
+            if prio == ASYNC:
+                mt = machine.buddy.get_pageblock_migratetype(start)
+                if (mt != MigrateType.MOVABLE) if ac.migratetype == MigrateType.MOVABLE else (mt != ac.migratetype):
+                    continue
+            return start
+        return -1
+
+    def direct_compact(self, machine: Machine, order: int, alloc_flags: int, ac: AllocContext,
+                       prio: int) -> tuple[int, Zone | None, str]:
+        self.prios.append(prio)
+        zone = ac.zonelist[0]
+        vm = machine.vmstat
+        vm["compact_stall"] += 1
+        start = self._candidate(machine, zone, order, ac, prio)
+        if start < 0:
+            vm["compact_fail"] += 1
+            return -1, None, "complete"
+        pages = machine.pages
+        end = start + (1 << order)
+        src = start + np.flatnonzero(pages.kind[start:end] != PageKind.FREE)
+        dst: list[int] = []
+        hold: list[int] = []
+        while len(dst) < len(src):
+            p = machine.buddy.rmqueue(zone, 0, MigrateType.MOVABLE)
+            assert p >= 0, "the test state leaves enough free pages"
+            (hold if start <= p < end else dst).append(p)
+        d = np.asarray(dst, dtype=np.int64)
+        for col in ("kind", "flags", "owner", "private", "token"):
+            getattr(pages, col)[d] = getattr(pages, col)[src]
+        for oid in np.unique(pages.owner[src]).tolist():
+            m = pages.owner[src] == oid
+            machine.owners[oid].pages_migrated(src[m], d[m])  # type: ignore[union-attr]
+        for p in src.tolist():
+            machine.free_pages(p)
+        for p in hold:
+            machine.buddy.free_one_page(zone, p, 0, machine.buddy.get_pageblock_migratetype(p))
+        vm["pgmigrate_success"] += len(src)
+        pfn, got = machine.buddy.get_page_from_freelist(order, alloc_flags, ac)
+        if pfn >= 0:
+            vm["compact_success"] += 1
+            return pfn, got, "success"
+        vm["compact_fail"] += 1
+        return -1, None, "complete"
+
+
+def fill_to_min(m: Machine, kind: PageKind = FILE) -> LruOwner:
+    """Fill the zone with LRU pages through the bare slow path: the bulk grab stops at
+    low + 1 (321 free), single allocations go on at low (to 320), the bare slow path at
+    min (to 256).  So the owner ends with 8192 - 256 = 7936 pages and 256 are free."""
+    w = LruOwner(m, "cache" if kind == FILE else "heap")
+    w.alloc(8192, kind, gfp=GFP_KERNEL)
+    assert m.zones[0].free_pages == 256 and len(w.pages) == 7936
+    return w
+
+
+def checkerboard(m: Machine, kind: PageKind = FILE, lru_every: int = 2) -> tuple[LruOwner, SimpleOwner]:
+    """Every page taken (straight from the free lists): every ``lru_every``-th pfn an LRU
+    page of ``kind``, the rest kernel memory.  Free pages that appear later stay order 0."""
+    zone = m.zones[0]
+    got: list[int] = []
+    for mt in range(3):
+        while (pfn := m.buddy.rmqueue_smallest(zone, 0, mt)) >= 0:
+            got.append(pfn)
+    pfns = np.sort(np.asarray(got, dtype=np.int64))
+    lru = LruOwner(m, "lru")
+    kernel = SimpleOwner(m, "kernel")
+    mine = pfns[pfns % lru_every == 0]
+    rest = pfns[pfns % lru_every != 0]
+    m.pages.kind[mine] = kind
+    m.pages.owner[mine] = lru.owner_id
+    lru.add_many(mine)
+    m.pages.kind[rest] = PageKind.KERNEL
+    m.pages.owner[rest] = kernel.owner_id
+    kernel.pages.add_many(rest, np.arange(len(rest), dtype=np.uint64) + 7)
+    return lru, kernel
+
+
+# ------------------------------------------------------------------ atomic requests
+@pytest.mark.parametrize("gfp", [GFP_ATOMIC, GFP_NOWAIT])
+def test_atomic_requests_never_reclaim_and_fail_after_the_min_watermark_retry(gfp: int) -> None:
+    m = small_machine()
+    lru, _ = checkerboard(m)
+    sp = install_full_mm(m, ScriptedCompaction())
+    assert m.alloc_pages(gfp, 0, lru.owner_id, FILE) == -1
+    trace = sp.last
+    assert trace is not None and trace.reason == "atomic"
+    assert trace.reclaim_rounds == 0 and trace.compact_attempts == 0
+    assert m.vmstat["pgscan_direct"] == 0 and not any(k.startswith("allocstall") for k in m.vmstat)
+    assert trace.seconds == pytest.approx(2 * COST_ALLOC_FAST)  # the min-watermark try and the retry loop's
+    assert daemon_state(m).kswapd.mode is KswapdMode.RUNNABLE  # but kswapd was woken
+    assert m.vmstat["pgalloc_fail"] == 1
+    assert_consistent(m)
+
+
+def test_gfp_atomic_dips_into_the_reserves() -> None:
+    m = small_machine()
+    w = fill_to_min(m)  # 256 free = min
+    install_full_mm(m, ScriptedCompaction())
+    # ALLOC_HIGH halves min (256 - 128 = 128), ALLOC_HARDER takes a quarter of that
+    # (128 - 32 = 96): order 0 needs free > 96, so 256 - 96 = 160 allocations succeed
+    got = [m.alloc_pages(GFP_ATOMIC, 0, w.owner_id, FILE) for _ in range(200)]
+    assert sum(p >= 0 for p in got) == 160
+    assert m.zones[0].free_pages == 96
+    assert m.vmstat["pgscan_direct"] == 0
+    for p in got:
+        if p >= 0:
+            m.free_pages(p)
+    assert_consistent(m)
+
+
+# ------------------------------------------------------------------ direct reclaim
+def test_gfp_kernel_reclaims_file_pages_when_below_min() -> None:
+    m = small_machine()
+    w = fill_to_min(m)
+    sp = install_full_mm(m, ScriptedCompaction())
+    k = SimpleOwner(m, "k")
+    pfn = m.alloc_pages(GFP_KERNEL, 0, k.owner_id, PageKind.KERNEL)
+    assert pfn >= 0
+    k.pages.add(pfn, 1)
+    # direct reclaim of 7936 clean file pages: 7936>>12 = 1, 7935>>11 = 3, 7932>>10 = 7,
+    # 7925>>9 = 15, 7910>>8 = 30: 56 >= 32 at priority 8
+    assert m.vmstat["allocstall_normal"] == 1
+    assert m.vmstat["pgscan_direct"] == 56 and m.vmstat["pgsteal_direct"] == 56
+    assert len(w.pages) == 7936 - 56
+    trace = sp.last
+    assert trace is not None and trace.reclaim_rounds == 1 and trace.reclaimed == 56
+    assert trace.compact_attempts == 0  # order 0 never compacts
+    assert m.zones[0].free_pages == 256 + 56 - 1
+    assert sp.stats.successes == 1 and sp.stats.failures == 0
+    assert_consistent(m)
+
+
+# ------------------------------------------------------------------ compaction
+def test_order3_gfp_kernel_blocked_by_movable_pages_is_rescued_by_compaction() -> None:
+    m = small_machine()
+    w, _ = checkerboard(m, kind=ANON, lru_every=1)  # everything is anon, movable, unreclaimable (no swap)
+    # free every other page of the top half: 2048 free pages, none with a free buddy
+    w.free(w.pages.pfns()[4096::2])
+    assert m.zones[0].free_pages == 2048 and m.zones[0].nr_free(0) == 2048
+    comp = MiniCompaction()
+    sp = install_full_mm(m, comp)
+    k = SimpleOwner(m, "driver")
+    pfn = m.alloc_pages(GFP_KERNEL | Gfp.COMP, 3, k.owner_id, PageKind.KERNEL)
+    assert pfn >= 0 and pfn % 8 == 0
+    k.pages.add(pfn, 42)
+    trace = sp.last
+    assert trace is not None
+    # order 3, not movable: async compaction first, which only takes UNMOVABLE pageblocks
+    # (there are none); then the loop: reclaim (nothing: anon without swap), compaction at
+    # SYNC_LIGHT, which moves the 8 pages of the first block
+    assert comp.prios == [ASYNC, LIGHT]
+    assert trace.compact_results == ["complete", "success"]
+    assert trace.reclaim_rounds == 1 and trace.reclaimed == 0
+    assert m.vmstat["allocstall_normal"] == 1 and m.vmstat["pgscan_direct"] == 0
+    assert m.vmstat["compact_stall"] == 2
+    assert m.vmstat["compact_success"] == 1 and m.vmstat["compact_fail"] == 1
+    assert m.vmstat["pgmigrate_success"] == 8
+    assert_consistent(m)  # the anon owner's content came along with its pages
+
+
+def test_movable_order3_request_goes_straight_to_reclaim() -> None:
+    m = small_machine()
+    w, _ = checkerboard(m, kind=ANON, lru_every=1)
+    w.free(w.pages.pfns()[4096::2])
+    comp = MiniCompaction()
+    install_full_mm(m, comp)
+    pfn = m.alloc_pages(GFP_HIGHUSER_MOVABLE | Gfp.COMP, 3, w.owner_id, ANON)
+    assert pfn >= 0
+    # a movable, non-costly request skips the initial async compaction; the loop's
+    # compaction runs at DEF_COMPACT_PRIORITY (SYNC_LIGHT)
+    assert comp.prios == [LIGHT]
+    m.free_pages(pfn, 3)
+    assert_consistent(m)
+
+
+# ------------------------------------------------------------------ giving up
+def test_costly_noretry_gives_up_when_compaction_was_skipped_or_deferred() -> None:
+    for answer in ("skipped", "deferred"):
+        m = small_machine()
+        checkerboard(m)
+        comp = ScriptedCompaction(answer)
+        sp = install_full_mm(m, comp)
+        assert m.alloc_pages(GFP_KERNEL | Gfp.NORETRY, 4, 1, PageKind.KERNEL) == -1
+        assert comp.prios == [ASYNC]
+        assert sp.last is not None and sp.last.reclaim_rounds == 0 and sp.last.reason == "noretry"
+        assert m.vmstat["pgscan_direct"] == 0
+        assert_consistent(m)
+
+
+def test_costly_noretry_otherwise_makes_one_async_round() -> None:
+    m = small_machine()
+    checkerboard(m)
+    comp = ScriptedCompaction("complete")
+    sp = install_full_mm(m, comp)
+    assert m.alloc_pages(GFP_KERNEL | Gfp.NORETRY, 4, 1, PageKind.KERNEL) == -1
+    assert comp.prios == [ASYNC, ASYNC]  # the loop keeps async: sync could be very expensive
+    assert sp.last is not None and sp.last.reclaim_rounds == 1 and sp.last.reason == "noretry"
+
+
+def test_noretry_stops_after_one_reclaim_and_compaction_round() -> None:
+    m = small_machine()
+    checkerboard(m)
+    comp = ScriptedCompaction("complete")
+    sp = install_full_mm(m, comp)
+    assert m.alloc_pages(GFP_KERNEL | Gfp.NORETRY, 2, 1, PageKind.KERNEL) == -1
+    assert comp.prios == [ASYNC, LIGHT]
+    trace = sp.last
+    assert trace is not None and trace.reclaim_rounds == 1 and trace.reason == "noretry"
+    assert trace.reclaimed >= 32
+    # latency: three free-list tries (min watermark, loop, after reclaim), reclaim, 2 compactions
+    assert trace.seconds > 3 * COST_ALLOC_FAST + 2e-3
+
+
+def test_costly_orders_without_retry_mayfail_make_one_round() -> None:
+    m = small_machine()
+    checkerboard(m)
+    comp = ScriptedCompaction("complete")
+    sp = install_full_mm(m, comp)
+    assert m.alloc_pages(GFP_KERNEL, 5, 1, PageKind.KERNEL) == -1
+    assert comp.prios == [ASYNC, LIGHT]
+    assert sp.last is not None and sp.last.reason == "costly" and sp.last.reclaim_rounds == 1
+
+
+def test_priority_escalates_to_sync_full_for_non_costly_orders() -> None:
+    m = small_machine()
+    checkerboard(m)
+    comp = ScriptedCompaction("complete")
+    sp = install_full_mm(m, comp)
+    assert m.alloc_pages(GFP_KERNEL, 3, 1, PageKind.KERNEL) == -1
+    # "complete" = compaction_failed: each failure raises the priority until SYNC_FULL, then stop
+    assert comp.prios == [ASYNC, LIGHT, FULL]
+    trace = sp.last
+    assert trace is not None and trace.reason == "no_progress" and trace.reclaim_rounds == 2
+    assert trace.retries == 1
+    assert_consistent(m)
+
+
+def test_costly_retry_mayfail_stops_escalating_at_sync_light() -> None:
+    m = small_machine()
+    checkerboard(m)
+    comp = ScriptedCompaction("complete")
+    install_full_mm(m, comp)
+    assert m.alloc_pages(GFP_KERNEL | Gfp.RETRY_MAYFAIL, 4, 1, PageKind.KERNEL) == -1
+    assert comp.prios == [ASYNC, LIGHT]
+
+
+def test_compaction_that_makes_progress_is_retried_max_compact_retries_times() -> None:
+    m = small_machine()
+    checkerboard(m)
+    comp = ScriptedCompaction("success")  # progress, but someone else always takes the page
+    install_full_mm(m, comp)
+    assert m.alloc_pages(GFP_KERNEL, 3, 1, PageKind.KERNEL) == -1
+    # initial async try; then at SYNC_LIGHT retries 1..16 go round again, the 17th
+    # escalates to SYNC_FULL (retries reset); 17 more rounds there, and the 17th gives up
+    assert comp.prios == [ASYNC] + [LIGHT] * 17 + [FULL] * 17
+    assert_consistent(m)
+
+
+def test_costly_retry_mayfail_compaction_retries_are_a_quarter() -> None:
+    m = small_machine()
+    checkerboard(m)
+    comp = ScriptedCompaction("success")
+    install_full_mm(m, comp)
+    assert m.alloc_pages(GFP_KERNEL | Gfp.RETRY_MAYFAIL, 4, 1, PageKind.KERNEL) == -1
+    # MAX_COMPACT_RETRIES / 4 = 4 retries at SYNC_LIGHT, the 5th round cannot escalate
+    assert comp.prios == [ASYNC] + [LIGHT] * 5
+
+
+def test_reclaim_retry_gives_up_after_max_reclaim_retries_without_progress() -> None:
+    m = small_machine()
+    fill_to_min(m, kind=ANON)  # 7936 anon pages, no swap: reclaim finds nothing, ever
+    # should_reclaim_retry: no reclaimable pages (anon, no swap), so available = free = 256,
+    # not above min (256): no retry, and no progress means no compaction retry either
+    sp = install_full_mm(m, ScriptedCompaction())
+    k = SimpleOwner(m, "k")
+    assert m.alloc_pages(GFP_KERNEL, 0, k.owner_id, PageKind.KERNEL) == -1
+    assert sp.last is not None and sp.last.reason == "no_progress" and sp.last.retries == 0
+    assert m.vmstat["allocstall_normal"] == 1
+
+
+def test_reclaim_retry_goes_on_while_reclaim_could_help() -> None:
+    m = small_machine()
+    checkerboard(m, kind=FILE, lru_every=1)  # all 8192 pages clean page cache, none free
+    sp = install_full_mm(m, ScriptedCompaction())
+    pfns = [m.alloc_pages(GFP_KERNEL, 0, 2, PageKind.KERNEL) for _ in range(3)]
+    assert all(p >= 0 for p in pfns)
+    # The first request reclaims until free > min (256), one direct reclaim per round, each
+    # stopping at the first priority where it has 32 pages:
+    #   8192: 2 + 3 + 7 + 15 + 31 = 58 (free 58)
+    #   8134: 1 + 3 + 7 + 15 + 31 = 57 (115); 8077: 57 (172); 8020: 57 (229); 7963: 57 (286)
+    # should_reclaim_retry says yes after each (progress, and the LRU could lift free above min).
+    # The next two find 285 and 284 free, above min: no reclaim.
+    assert sp.stats.direct_reclaims == 5 and sp.stats.retries == 4
+    assert m.vmstat["allocstall_normal"] == 5
+    assert m.vmstat["pgsteal_direct"] == 58 + 4 * 57
+    assert sp.stats.failures == 0 and sp.stats.calls == 3
+    assert m.zones[0].free_pages == 286 - 3
+    for p in pfns:
+        m.free_pages(p)
+    assert_consistent(m)
+
+
+def test_nofail_gets_one_attempt_with_alloc_harder_then_fails_without_an_oom_killer() -> None:
+    m = small_machine()
+    fill_to_min(m, kind=ANON)  # 256 free = min, nothing reclaimable
+    sp = install_full_mm(m, ScriptedCompaction())
+    k = SimpleOwner(m, "k")
+    assert m.alloc_pages(GFP_KERNEL, 0, k.owner_id, PageKind.KERNEL) == -1
+    # NOFAIL: ALLOC_HARDER lowers min by a quarter (192), 256 > 192
+    pfn = m.alloc_pages(GFP_KERNEL | Gfp.NOFAIL, 0, k.owner_id, PageKind.KERNEL)
+    assert pfn >= 0
+    k.pages.add(pfn, 5)
+    assert_consistent(m)
+
+    m2 = small_machine()
+    checkerboard(m2, kind=ANON, lru_every=1)  # nothing free, nothing reclaimable
+    sp = install_full_mm(m2, ScriptedCompaction())
+    assert m2.alloc_pages(GFP_KERNEL | Gfp.NOFAIL, 0, 1, PageKind.KERNEL) == -1
+    assert sp.last is not None and sp.last.reason == "nofail"
+    assert_consistent(m2)
+
+
+def test_on_trace_receives_every_slow_path_allocation() -> None:
+    m = small_machine()
+    checkerboard(m)
+    seen: list[SlowPathTrace] = []
+    sp = install_full_mm(m, ScriptedCompaction())
+    sp.on_trace = seen.append
+    m.alloc_pages(GFP_NOWAIT, 0, 1, PageKind.KERNEL)
+    m.alloc_pages(GFP_KERNEL | Gfp.NORETRY, 1, 1, PageKind.KERNEL)
+    assert [t.order for t in seen] == [0, 1]
+    assert sp.stats.calls == 2 and sp.stats.failures_by_reason == {"atomic": 1, "noretry": 1}
+    assert isinstance(m.slowpath, FullSlowPath)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("pagemig.mm.compaction") is None,
+                    reason="the compaction module is not there yet")
+def test_real_compaction_rescues_an_order3_request() -> None:
+    m = small_machine()
+    w, _ = checkerboard(m, kind=ANON, lru_every=1)
+    w.free(w.pages.pfns()[4096::2])
+    sp = install_full_mm(m)
+    k = SimpleOwner(m, "driver")
+    pfn = m.alloc_pages(GFP_KERNEL | Gfp.COMP, 3, k.owner_id, PageKind.KERNEL)
+    assert pfn >= 0
+    k.pages.add(pfn, 42)
+    assert sp.last is not None and sp.last.compact_attempts >= 1
+    assert m.vmstat["compact_stall"] >= 1 and m.vmstat["compact_success"] == 1
+    assert m.vmstat["pgmigrate_success"] >= 8
+    assert_consistent(m)
