@@ -10,7 +10,6 @@ from those sources, not computed by the code under test.
 from __future__ import annotations
 
 import pytest
-
 from pagemig.mm import gfp as g
 from pagemig.mm.gfp import Gfp, MigrateType, ZoneType
 from pagemig.mm.machine import GiB, Machine, MachineConfig, MiB
@@ -32,16 +31,16 @@ def test_gfp_bits_are_the_kernels(name: str, value: int) -> None:
 
 def test_composites_are_the_kernels() -> None:
     reclaim = 0x400 | 0x800
-    assert g.GFP_KERNEL == reclaim | 0x40 | 0x80
+    assert reclaim | 0x40 | 0x80 == g.GFP_KERNEL
     assert g.GFP_KERNEL_ACCOUNT == g.GFP_KERNEL | 0x400000
     assert g.GFP_ATOMIC == 0x20 | 0x200 | 0x800  # __GFP_HIGH | __GFP_ATOMIC | __GFP_KSWAPD_RECLAIM (v6.1)
     assert g.GFP_NOWAIT == 0x800
-    assert g.GFP_NOIO == reclaim
-    assert g.GFP_NOFS == reclaim | 0x40
-    assert g.GFP_USER == reclaim | 0x40 | 0x80 | 0x100000
+    assert reclaim == g.GFP_NOIO
+    assert reclaim | 0x40 == g.GFP_NOFS
+    assert reclaim | 0x40 | 0x80 | 0x100000 == g.GFP_USER
     assert g.GFP_HIGHUSER == g.GFP_USER | 0x02
     assert g.GFP_HIGHUSER_MOVABLE == g.GFP_HIGHUSER | 0x08
-    assert g.GFP_TRANSHUGE_LIGHT == (g.GFP_HIGHUSER_MOVABLE | 0x40000 | 0x80000 | 0x2000) & ~reclaim
+    assert (g.GFP_HIGHUSER_MOVABLE | 0x40000 | 0x80000 | 0x2000) & ~reclaim == g.GFP_TRANSHUGE_LIGHT
     assert g.GFP_TRANSHUGE == g.GFP_TRANSHUGE_LIGHT | 0x400
 
 
@@ -133,7 +132,7 @@ def test_fallback_table_is_the_kernels() -> None:
 )
 def test_gfp_to_alloc_flags(gfp: int, flags: int) -> None:
     assert g.gfp_to_alloc_flags(gfp) == flags
-    assert g.ALLOC_HIGH == int(Gfp.HIGH) and g.ALLOC_KSWAPD == int(Gfp.KSWAPD_RECLAIM)
+    assert int(Gfp.HIGH) == g.ALLOC_HIGH and int(Gfp.KSWAPD_RECLAIM) == g.ALLOC_KSWAPD
 
 
 def test_parse_gfp() -> None:

@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
 from pagemig.mm.machine import Machine, MachineConfig, MiB
 from pagemig.mm.pages import BYTES_PER_PAGE, Page, PageArrays, PageFlag, PageKind, copy_page
 
