@@ -1,0 +1,56 @@
+"""The zram device's scenario table (``[drivers.zram]``), checked with the core's table schema."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from pagemig.sim import schema
+from pagemig.sim.schema import Field, TableError
+from pagemig.sim.units import UnitError, parse_percent, parse_size
+
+DISKSIZE_EXPECTED = 'a size such as "600MiB", or a share of memory such as "50%"'
+
+
+def parse_disksize(value: object) -> int | float:
+    """Bytes (an int) from a size, or a share of managed memory (a float) from a percentage."""
+    try:
+        if isinstance(value, str) and value.strip().endswith("%"):
+            share = parse_percent(value)
+            if share <= 0:
+                raise TableError("disksize", value, DISKSIZE_EXPECTED, "it must be more than 0%")
+            return share
+        nbytes = parse_size(value)
+    except UnitError as exc:
+        raise TableError("disksize", value, DISKSIZE_EXPECTED, exc.hint) from None
+    if nbytes < 4096:
+        raise TableError("disksize", value, DISKSIZE_EXPECTED, "at least one 4KiB page")
+    return nbytes
+
+
+FIELDS: dict[str, Field] = {
+    "movable": schema.boolean(True, "false: zsmalloc before Linux v4.8 (unmovable zspages)"),
+    "disksize": Field(parse_disksize, None, DISKSIZE_EXPECTED,
+                      "the swap device's size (default: half of memory)"),
+    "mem_limit": schema.size(0, "most memory the pool may use (0: no limit), as /sys/block/zram0/mem_limit"),
+    "compression_ratio": schema.number(3.0, "page size / median compressed size", minimum=1.0, maximum=100.0),
+    "zero_fraction": schema.percent(0.05, "share of swapped pages that are zero-filled (stored as a flag)"),
+    "priority": schema.integer(100, "swap priority (swapon -p); higher is used first", minimum=-1,
+                               maximum=32767),
+    "seed": schema.integer(0, "seed of the compressibility model", minimum=0),
+    "swap": schema.boolean(True, "register as the machine's swap device (swapon)"),
+}
+
+_validate = schema.validator(FIELDS)
+
+
+def validate_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    """Check ``[drivers.zram]``; keys starting with ``_`` are the simulator's and pass through."""
+    if not isinstance(options, Mapping):
+        raise TableError("", options, "a table ([drivers.zram])")
+    private = {k: v for k, v in options.items() if isinstance(k, str) and k.startswith("_")}
+    public = {k: v for k, v in options.items() if k not in private}
+    return {**_validate(public), **private}
+
+
+validate_options.fields = FIELDS  # type: ignore[attr-defined]
