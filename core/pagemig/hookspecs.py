@@ -59,3 +59,47 @@ def pagemig_register_scenarios(register: Callable[[Any], None]) -> None:
     ``your_package/scenarios/*.toml`` as ScenarioInfo; ``pagemig scenarios`` lists them
     and ``pagemig run NAME`` runs one.
     """
+
+
+# ------------------------------------------------------------------ compaction
+# (owned by the compaction module, pagemig.mm.compaction; the kernel's policy is the
+# default implementation, registered by pagemig.mm.compaction_policy)
+# Called per zone run and per batch of about COMPACT_CLUSTER_MAX pages, never per page.
+# ``cc`` is the run's CompactControl: policy fields, scanner positions, the batch.
+@hookspec
+def pagemig_compaction_begin(machine: Any, cc: Any) -> None:
+    """A zone's compaction run starts (after ``compaction_suitable`` let it).  Observers only."""
+
+
+@hookspec(firstresult=True)
+def pagemig_compaction_finished(machine: Any, cc: Any) -> Any:
+    """Decide, before each batch, whether the run is over: return a ``CompactResult``
+    (``COMPACT_CONTINUE`` to go on) or None to leave it to the next implementation.
+    Default: ``compact_finished()`` (scanners met, a page of the order free, the
+    proactive score low enough)."""
+
+
+@hookspec(firstresult=True)
+def pagemig_compaction_isolate_migratepages(machine: Any, cc: Any) -> Any:
+    """Pick the next batch: advance ``cc.migrate_pfn``, isolate pages into
+    ``cc.migratepages`` / ``cc.nr_migratepages``; return an ``IsolateMigrate``
+    (ISOLATE_SUCCESS, ISOLATE_NONE, ISOLATE_ABORT) or None to pass.  Default: the
+    kernel's migration scanner (``isolate_migratepages()``)."""
+
+
+@hookspec(firstresult=True)
+def pagemig_compaction_isolate_freepages(machine: Any, cc: Any) -> Any:
+    """Pick free targets for the batch: take free blocks into ``cc.freepages`` (see
+    ``pagemig.mm.compaction.isolate_freepages_block``), move ``cc.free_pfn``; return
+    the number of pages isolated, or None to pass.  Default: the kernel's free scanner."""
+
+
+@hookspec
+def pagemig_compaction_migrated(machine: Any, cc: Any, result: Any) -> None:
+    """A batch was migrated; ``result`` is its ``MigrateResult``.  Observers only."""
+
+
+@hookspec
+def pagemig_compaction_end(machine: Any, cc: Any, result: Any) -> None:
+    """A zone's compaction run ended with ``result`` (a ``CompactResult``); every page is
+    migrated or put back and every unused target released.  Observers only."""
