@@ -447,3 +447,41 @@ def test_real_compaction_rescues_an_order3_request() -> None:
     assert m.vmstat["compact_stall"] >= 1 and m.vmstat["compact_success"] == 1
     assert m.vmstat["pgmigrate_success"] >= 8
     assert_consistent(m)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("pagemig.mm.compaction") is None,
+                    reason="the compaction module is not there yet")
+def test_our_should_compact_retry_agrees_with_the_compaction_modules() -> None:
+    m = small_machine()
+    checkerboard(m)
+    sp = FullSlowPath()
+    ac = m.buddy.alloc_context(GFP_KERNEL)
+    names = ["skipped", "deferred", "no_suitable_page", "continue", "complete", "partial_skipped",
+             "contended", "success"]
+    for order in (1, 3, 4, 9):
+        for result in names:
+            for prio in (ASYNC, LIGHT, FULL):
+                for retries in (0, 3, 4, 5, 16, 17):
+                    ours = sp._should_compact_retry(m, ac, order, 0, result, prio, retries)
+                    theirs = sp.compaction.should_compact_retry(m, ac, order, 0, result, prio, retries)
+                    assert ours == theirs, (order, result, prio, retries)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("pagemig.mm.compaction") is None,
+                    reason="the compaction module is not there yet")
+def test_the_stall_clock_holds_every_slow_path_second() -> None:
+    m = small_machine()
+    w, _ = checkerboard(m, kind=ANON, lru_every=1)
+    w.free(w.pages.pfns()[4096::2])
+    sp = install_full_mm(m)
+    k = SimpleOwner(m, "driver")
+    before = getattr(m, "stall_seconds", 0.0)
+    for _ in range(4):
+        pfn = m.alloc_pages(GFP_KERNEL | Gfp.COMP, 3, k.owner_id, PageKind.KERNEL)
+        assert pfn >= 0
+        k.pages.add(pfn, 1)
+    # compaction charged its time to machine.stall_seconds, the slow path its own: the two
+    # accounts agree, and compaction's migrations cost far more than the free-list tries
+    assert m.stall_seconds - before == pytest.approx(sp.stats.stall_seconds)  # type: ignore[attr-defined]
+    assert sp.stats.stall_seconds > 8 * 4 * 1e-6
+    assert_consistent(m)

@@ -97,7 +97,7 @@ class Daemons:
     """
 
     kswapd: Kswapd = attrs.field(factory=Kswapd)
-    wakeup_kcompactd: Callable[[Machine, int, int], None] | None = None
+    wakeup_kcompactd: Callable[[Machine, int, int], object] | None = None
     kcompactd_run: Callable[[Machine, float], object] | None = None
     reset_isolation_suitable: Callable[[Machine], None] | None = None
     last_tick: float = 0.0
@@ -161,7 +161,7 @@ def wakeup_kswapd(machine: Machine, order: int, highest_zoneidx: int, gfp: int =
     if k.kswapd_highest_zoneidx == MAX_NR_ZONES or k.kswapd_highest_zoneidx < highest_zoneidx:
         k.kswapd_highest_zoneidx = int(highest_zoneidx)
     k.kswapd_order = max(k.kswapd_order, order)
-    if k.mode is KswapdMode.RUNNABLE:  # not on its wait queue
+    if k.mode is KswapdMode.RUNNABLE or k.woken_while_napping:  # not on its wait queue
         return
     if reclaim_state(machine).kswapd_failures >= MAX_RECLAIM_RETRIES or pgdat_balanced(
             machine, order, highest_zoneidx):
@@ -170,8 +170,9 @@ def wakeup_kswapd(machine: Machine, order: int, highest_zoneidx: int, gfp: int =
         return
     k.wakeups += 1
     if k.mode is KswapdMode.NAPPING:
-        k.woken_while_napping = True
-    k.mode = KswapdMode.RUNNABLE
+        k.woken_while_napping = True  # its nap ends early, at the next tick
+    else:
+        k.mode = KswapdMode.RUNNABLE
 
 
 def _prepare_kswapd_sleep(machine: Machine, order: int, highest_zoneidx: int) -> bool:
@@ -263,13 +264,16 @@ def background_tick(machine: Machine, now: float) -> float:
     state = daemon_state(machine)
     rs = reclaim_state(machine)
     before = rs.kswapd_seconds
+    machine.kswapd_running = True  # type: ignore[attr-defined]  # kswapd_is_running() for compaction
     runs = kswapd_tick(machine, now)
+    # still at work (it used up its runs for this tick) unless it went to nap or sleep
+    machine.kswapd_running = state.kswapd.mode is KswapdMode.RUNNABLE  # type: ignore[attr-defined]
     if state.kcompactd_run is not None:
         state.kcompactd_run(machine, now)
     state.last_tick = now
     spent = rs.kswapd_seconds - before
     if runs:
-        log.debug("kswapd_ran", runs=runs, seconds=spent, free=machine.free_pages)
+        log.debug("kswapd_ran", runs=runs, seconds=spent, free=sum(z.free_pages for z in machine.zones))
     return spent
 
 

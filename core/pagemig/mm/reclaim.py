@@ -699,7 +699,7 @@ def compaction_suitable(machine: Machine, zone: Zone, order: int, highest_zoneid
     kfn = getattr(mod, "compaction_suitable", None)
     if kfn is None:
         return None
-    return _normalise_result(kfn(zone, order, 0, highest_zoneidx))
+    return _normalise_result(kfn(machine, zone, order, 0, highest_zoneidx))
 
 
 # --------------------------------------------------------------------------- scan control

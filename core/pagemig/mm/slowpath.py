@@ -151,10 +151,20 @@ class ModuleCompaction:
             return False
         return bool(fn(machine, ac, order, alloc_flags))
 
-    def seconds(self, machine: Machine) -> float:
+    def should_compact_retry(self, machine: Machine, ac: AllocContext, order: int, alloc_flags: int,
+                             result: str, priority: int, retries: int) -> tuple[bool, int, int] | None:
+        """The compaction module's ``should_compact_retry``, or None if it has none."""
         mod = self._module()
-        fn = getattr(mod, "compaction_seconds", None) if mod is not None else None
-        return float(fn(machine)) if fn is not None else 0.0
+        fn = getattr(mod, "should_compact_retry", None) if mod is not None else None
+        enum_ = getattr(mod, "CompactResult", None) if mod is not None else None
+        if fn is None or enum_ is None:
+            return None
+        retry, prio, n = fn(machine, ac, order, alloc_flags, enum_[f"COMPACT_{result.upper()}"], priority, retries)
+        return bool(retry), int(prio), int(n)
+
+    def seconds(self, machine: Machine) -> float:
+        """Direct compaction charges its time to ``machine.stall_seconds``."""
+        return float(getattr(machine, "stall_seconds", 0.0))
 
 
 def compaction_made_progress(result: str) -> bool:
@@ -234,9 +244,15 @@ class FullSlowPath(SlowPath):
         wakeup_kswapd(machine, order, ac.highest_zoneidx, ac.gfp)
 
     # ------------------------------------------------------------ pieces
+    def _charge(self, machine: Machine, trace: SlowPathTrace, seconds: float) -> None:
+        """Add to the allocation's latency and to the machine's stall clock
+        (``machine.stall_seconds``, where direct compaction charges its own time)."""
+        trace.seconds += seconds
+        machine.stall_seconds = getattr(machine, "stall_seconds", 0.0) + seconds  # type: ignore[attr-defined]
+
     def _freelist(self, machine: Machine, order: int, alloc_flags: int, ac: AllocContext,
                   trace: SlowPathTrace) -> tuple[int, Zone | None]:
-        trace.seconds += COST_ALLOC_FAST
+        self._charge(machine, trace, COST_ALLOC_FAST)
         return machine.buddy.get_page_from_freelist(order, alloc_flags, ac)
 
     def _direct_compact(self, machine: Machine, order: int, alloc_flags: int, ac: AllocContext,
@@ -246,7 +262,7 @@ class FullSlowPath(SlowPath):
             return -1, None, None
         before = self.compaction.seconds(machine)
         pfn, zone, result = self.compaction.direct_compact(machine, order, alloc_flags, ac, prio)
-        trace.seconds += max(0.0, self.compaction.seconds(machine) - before)
+        trace.seconds += max(0.0, self.compaction.seconds(machine) - before)  # already on the stall clock
         trace.compact_attempts += 1
         trace.compact_results.append(result)
         self.stats.direct_compactions += 1
@@ -256,7 +272,7 @@ class FullSlowPath(SlowPath):
                         trace: SlowPathTrace) -> tuple[int, Zone | None, int]:
         """``__alloc_pages_direct_reclaim``: reclaim, then the free lists (no pcp lists to drain)."""
         sc = try_to_free_pages(machine, order, ac.highest_zoneidx)
-        trace.seconds += sc.seconds
+        self._charge(machine, trace, sc.seconds)
         trace.reclaim_rounds += 1
         trace.reclaimed += sc.nr_reclaimed
         self.stats.direct_reclaims += 1
@@ -291,9 +307,22 @@ class FullSlowPath(SlowPath):
 
     def should_compact_retry(self, machine: Machine, ac: AllocContext, order: int, alloc_flags: int,
                              result: str | None, priority: int, retries: int) -> tuple[bool, int, int]:
-        """``should_compact_retry()`` (CONFIG_COMPACTION): returns (retry, priority, retries)."""
+        """``should_compact_retry()`` (CONFIG_COMPACTION): returns (retry, priority, retries).
+
+        The compaction module's own version is used when the seam offers one (the kernel
+        keeps this function in page_alloc.c; both follow v6.1 and a test holds them equal).
+        """
         if not order or result is None:
             return False, priority, retries
+        theirs = getattr(self.compaction, "should_compact_retry", None)
+        if theirs is not None:
+            got = theirs(machine, ac, order, alloc_flags, result, priority, retries)
+            if got is not None:
+                return got
+        return self._should_compact_retry(machine, ac, order, alloc_flags, result, priority, retries)
+
+    def _should_compact_retry(self, machine: Machine, ac: AllocContext, order: int, alloc_flags: int,
+                              result: str, priority: int, retries: int) -> tuple[bool, int, int]:
         if compaction_made_progress(result):
             retries += 1
         check_priority = False

@@ -1,0 +1,289 @@
+"""kswapd and the kcompactd hand-off (mm/vmscan.c kswapd(), kswapd_try_to_sleep(),
+wakeup_kswapd(); v6.1), driven through background_tick as the event loop drives it.
+
+Truth: the kernel's wake/sleep rules and balance_pgdat's priority loop, worked by
+hand for each state (numbers next to the code), and the checker.  kcompactd is a
+recorder here: what matters is when kswapd wakes it and for which order.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import pytest
+from pagemig.mm.daemons import (
+    KSWAPD_NAP_SECONDS,
+    KswapdMode,
+    background_tick,
+    daemon_state,
+    install_full_mm,
+    wakeup_kswapd,
+)
+from pagemig.mm.gfp import GFP_ATOMIC, GFP_KERNEL, ZoneType
+from pagemig.mm.invariants import assert_consistent
+from pagemig.mm.machine import Machine, MachineConfig
+from pagemig.mm.owner import SimpleOwner
+from pagemig.mm.pages import PageKind
+from pagemig.mm.reclaim import LruOwner, reclaim_pages, reclaim_state, register_swap_device
+from pagemig.mm.slowpath import FullSlowPath
+from pagemig.mm.zone import ZoneSpec
+
+ANON = PageKind.ANON
+FILE = PageKind.FILE
+NORMAL = int(ZoneType.NORMAL)
+
+
+def small_machine() -> Machine:
+    """One Normal zone of 8192 pages: min 256, low 320, high 384 (see test_reclaim)."""
+    return Machine(MachineConfig(zones=(ZoneSpec("Normal", 0, 8192),), min_free_kbytes=1024))
+
+
+class FakeKcompactd:
+    def __init__(self, machine: Machine) -> None:
+        self.wakes: list[tuple[int, int]] = []
+        self.runs: list[float] = []
+        st = daemon_state(machine)
+        st.wakeup_kcompactd = lambda _m, order, idx: self.wakes.append((order, int(idx)))
+        st.kcompactd_run = lambda _m, now: self.runs.append(now)
+        st.reset_isolation_suitable = None  # test the fallback here
+
+
+class FakeSwap:
+    name = "fakeswap"
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.store: dict[int, int] = {}
+
+    def swap_out(self, token: int) -> int | None:
+        if len(self.store) >= self.capacity:
+            return None
+        h = len(self.store)
+        self.store[h] = token
+        return h
+
+    def swap_in(self, handle: int) -> int:
+        return self.store[handle]
+
+    def swap_free(self, handle: int) -> None:
+        del self.store[handle]
+
+
+def setup(kind: PageKind = FILE) -> tuple[Machine, LruOwner, SimpleOwner, FakeKcompactd]:
+    """Fill with LRU pages through the bare allocator down to min (7936 held, 256 free),
+    give 10 back (266 free), then install the full mm."""
+    m = small_machine()
+    w = LruOwner(m, "lru")
+    w.alloc(8192, kind, gfp=GFP_KERNEL)
+    w.free(w.pages.pfns()[:10])
+    assert m.zones[0].free_pages == 266 and len(w.pages) == 7926
+    install_full_mm(m)
+    fk = FakeKcompactd(m)
+    return m, w, SimpleOwner(m, "kernel"), fk
+
+
+def take(m: Machine, k: SimpleOwner, n: int) -> None:
+    for _ in range(n):
+        pfn = m.alloc_pages(GFP_KERNEL, 0, k.owner_id, PageKind.KERNEL)
+        assert pfn >= 0
+        k.pages.add(pfn, 1)
+
+
+def test_install_full_mm() -> None:
+    m = small_machine()
+    sp = install_full_mm(m)
+    assert isinstance(sp, FullSlowPath) and m.slowpath is sp
+    assert daemon_state(m).kswapd.mode is KswapdMode.SLEEPING
+
+
+def test_kswapd_wakes_below_low_and_reclaims_to_high_at_the_next_tick() -> None:
+    m, _, k, fk = setup()
+    take(m, k, 1)  # 266 <= low: the slow path wakes kswapd, and succeeds at min (265 left)
+    ks = daemon_state(m).kswapd
+    assert ks.mode is KswapdMode.RUNNABLE and ks.wakeups == 1
+    assert m.vmstat["pgscan_kswapd"] == 0  # nothing happens until the event loop ticks
+    spent = background_tick(m, 1.0)
+    # balance_pgdat, order 0: priority 12..6 over 7926 file pages, each level scanning
+    # L >> p: 1, 3, 7, 15, 30, 61 -> free 382 (not above high 384), 122 -> 504: balanced.
+    # nr_to_reclaim = max(high, 32) = 384 is never scanned in one level, so the priority
+    # rises every time.
+    assert m.vmstat["pgsteal_kswapd"] == 1 + 3 + 7 + 15 + 30 + 61 + 122
+    assert m.vmstat["pgscan_kswapd"] == 239 and m.vmstat["pgsteal_direct"] == 0
+    assert m.vmstat["pageoutrun"] == 1
+    assert m.zones[0].free_pages == 504
+    assert spent > 0 and reclaim_state(m).kswapd_seconds == spent
+    assert ks.mode is KswapdMode.NAPPING and ks.nap_until == 1.0 + KSWAPD_NAP_SECONDS
+    assert fk.wakes == []  # order 0: no kcompactd
+    assert fk.runs == [1.0]  # kcompactd gets its tick anyway (its proactive timer)
+    background_tick(m, 1.05)
+    assert ks.mode is KswapdMode.NAPPING
+    background_tick(m, 1.2)
+    assert ks.mode is KswapdMode.SLEEPING
+    assert m.vmstat["kswapd_low_wmark_hit_quickly"] == 0 and m.vmstat["kswapd_high_wmark_hit_quickly"] == 0
+    assert fk.runs == [1.0, 1.05, 1.2]
+    assert_consistent(m)
+
+
+def test_a_wake_during_the_nap_is_a_low_watermark_hit() -> None:
+    m, _, k, _fk = setup()
+    take(m, k, 1)
+    background_tick(m, 1.0)  # 504 free, napping until 1.1
+    # the fast path serves allocations while free > low (320): 184 of them wake nobody;
+    # the 185th finds 320 and wakes kswapd in its nap
+    take(m, k, 184)
+    ks = daemon_state(m).kswapd
+    assert ks.mode is KswapdMode.NAPPING and not ks.woken_while_napping
+    take(m, k, 1)
+    assert ks.woken_while_napping
+    background_tick(m, 1.05)
+    assert m.vmstat["kswapd_low_wmark_hit_quickly"] == 1
+    assert m.vmstat["pageoutrun"] == 2 and m.zones[0].free_pages > 384
+    assert_consistent(m)
+
+
+def test_a_nap_that_ends_below_high_is_a_high_watermark_hit() -> None:
+    m, _, k, _fk = setup()
+    take(m, k, 1)
+    background_tick(m, 1.0)  # 504 free
+    take(m, k, 174)  # 330 free: above low, nobody woken, but below high
+    ks = daemon_state(m).kswapd
+    assert ks.mode is KswapdMode.NAPPING and not ks.woken_while_napping
+    background_tick(m, 1.2)  # the nap is over and the node is not balanced: straight back to work
+    assert m.vmstat["kswapd_high_wmark_hit_quickly"] == 1
+    assert m.vmstat["kswapd_low_wmark_hit_quickly"] == 0
+    assert m.vmstat["pageoutrun"] == 2 and m.zones[0].free_pages > 384
+    assert ks.mode is KswapdMode.NAPPING
+    assert_consistent(m)
+
+
+def _checkerboard(m: Machine) -> LruOwner:
+    """Every page taken; even pfns page cache, odd kernel memory: reclaim frees order 0 only."""
+    zone = m.zones[0]
+    got: list[int] = []
+    for mt in range(3):
+        while (pfn := m.buddy.rmqueue_smallest(zone, 0, mt)) >= 0:
+            got.append(pfn)
+    pfns = np.sort(np.asarray(got, dtype=np.int64))
+    lru = LruOwner(m, "lru")
+    kernel = SimpleOwner(m, "kernel")
+    even, odd = pfns[pfns % 2 == 0], pfns[pfns % 2 == 1]
+    m.pages.kind[even] = FILE
+    m.pages.owner[even] = lru.owner_id
+    lru.add_many(even)
+    m.pages.kind[odd] = PageKind.KERNEL
+    m.pages.owner[odd] = kernel.owner_id
+    kernel.pages.add_many(odd, np.ones(len(odd), dtype=np.uint64))
+    return lru
+
+
+def test_kswapd_woken_for_a_high_order_wakes_kcompactd_when_it_sleeps() -> None:
+    m = small_machine()
+    _checkerboard(m)
+    install_full_mm(m)
+    fk = FakeKcompactd(m)
+    wakeup_kswapd(m, 3, NORMAL, GFP_KERNEL)
+    ks = daemon_state(m).kswapd
+    assert ks.mode is KswapdMode.RUNNABLE and ks.kswapd_order == 3
+    background_tick(m, 0.5)
+    # balance_pgdat(order 3) can never make an order-3 block here; after compact_gap(3) = 16
+    # pages it checks order 0 and returns 0 < 3: kswapd naps at order 0 and wakes
+    # kcompactd for the order it was asked for
+    assert fk.wakes == [(3, NORMAL)]
+    assert ks.mode is KswapdMode.NAPPING and ks.kswapd_order == 0
+    assert m.zones[0].free_pages > 384
+    assert_consistent(m)
+
+
+def test_kswapd_balanced_at_the_order_does_not_wake_kcompactd() -> None:
+    m, _, k, fk = setup()
+    take(m, k, 1)
+    background_tick(m, 1.0)
+    # a later request for order 2 while the node is balanced at order 2 wakes nobody
+    wakeup_kswapd(m, 2, NORMAL, GFP_KERNEL)
+    assert daemon_state(m).kswapd.wakeups == 1 and fk.wakes == []
+    # ... but one that cannot reclaim itself sends kcompactd instead of kswapd
+    wakeup_kswapd(m, 2, NORMAL, GFP_ATOMIC)
+    assert fk.wakes == [(2, NORMAL)]
+
+
+def test_hopeless_node_after_max_reclaim_retries_failures() -> None:
+    m, _, k, fk = setup(kind=ANON)  # anon and no swap: kswapd can reclaim nothing
+    take(m, k, 1)
+    ks = daemon_state(m).kswapd
+    for t in (1.0, 2.0, 3.0):
+        background_tick(m, t)
+        assert ks.mode is KswapdMode.RUNNABLE  # not balanced: straight back to work
+    assert reclaim_state(m).kswapd_failures == 12
+    background_tick(m, 4.0)
+    # 4 runs per tick; after the 16th failure the node is hopeless and kswapd may sleep
+    assert reclaim_state(m).kswapd_failures == 16
+    assert m.vmstat["pageoutrun"] == 16
+    assert m.vmstat["kswapd_high_wmark_hit_quickly"] == 15
+    assert ks.mode is KswapdMode.NAPPING
+    background_tick(m, 5.0)
+    assert ks.mode is KswapdMode.SLEEPING
+    # a hopeless node is not woken; atomic requests send kcompactd
+    take(m, k, 1)
+    assert ks.mode is KswapdMode.SLEEPING
+    wakeup_kswapd(m, 1, NORMAL, GFP_ATOMIC)
+    assert fk.wakes == [(1, NORMAL)]
+    # any reclaim progress makes the node hopeful again
+    register_swap_device(m, FakeSwap(capacity=1000))
+    assert reclaim_pages(m, 32).reclaimed >= 32
+    assert reclaim_state(m).kswapd_failures == 0
+    wakeup_kswapd(m, 0, NORMAL, GFP_KERNEL)
+    assert ks.mode is KswapdMode.RUNNABLE
+    background_tick(m, 6.0)
+    assert m.zones[0].free_pages > 384 and m.vmstat["pswpout"] > 0
+    assert_consistent(m)
+
+
+def test_kswapd_flushes_compaction_skip_bits_before_it_sleeps() -> None:
+    m, _, k, _fk = setup()
+    zone = m.zones[0]
+    m.buddy.pageblock_skip[:] = 1
+    zone.compact_blockskip_flush = True
+    zone.compact_cached_free_pfn = zone.start_pfn + 512
+    take(m, k, 1)
+    background_tick(m, 1.0)
+    assert not m.buddy.pageblock_skip.any()
+    assert not zone.compact_blockskip_flush and zone.compact_cached_free_pfn == zone.end_pfn
+
+
+def test_wakeup_for_a_zone_the_machine_lacks_is_ignored() -> None:
+    m = Machine(MachineConfig(zones=(ZoneSpec("DMA32", 0, 8192),), min_free_kbytes=1024))
+    install_full_mm(m)
+    wakeup_kswapd(m, 0, int(ZoneType.DMA), GFP_KERNEL)  # no DMA zone: nothing to balance
+    assert daemon_state(m).kswapd.mode is KswapdMode.SLEEPING
+
+
+@pytest.mark.skipif(importlib.util.find_spec("pagemig.mm.compaction") is None,
+                    reason="the compaction module is not there yet")
+def test_kswapd_then_real_kcompactd_make_the_order_available() -> None:
+    m = small_machine()
+    zone = m.zones[0]
+    got: list[int] = []
+    for mt in range(3):
+        while (pfn := m.buddy.rmqueue_smallest(zone, 0, mt)) >= 0:
+            got.append(pfn)
+    pfns = np.sort(np.asarray(got, dtype=np.int64))
+    anon, cache = LruOwner(m, "heap"), LruOwner(m, "cache")
+    for owner, kind, sel in ((anon, ANON, pfns % 2 == 0), (cache, FILE, pfns % 2 == 1)):
+        m.pages.kind[pfns[sel]] = kind
+        m.pages.owner[pfns[sel]] = owner.owner_id
+        owner.add_many(pfns[sel])
+    # free every 4th page of the top quarter: 512 free (> high 384), none with a free buddy
+    anon.free(pfns[(pfns >= 6144) & (pfns % 4 == 0)])
+    assert zone.free_pages == 512 and zone.nr_free(0) == 512
+    install_full_mm(m)
+    wakeup_kswapd(m, 3, NORMAL, GFP_KERNEL)  # what an order-3 allocation's slow path does
+    background_tick(m, 0.5)
+    # kswapd reclaimed compact_gap(3) = 16 page-cache pages, found the node balanced at
+    # order 0, and woke kcompactd for order 3, which compacted in the same tick
+    assert 16 <= m.vmstat["pgsteal_kswapd"] < 64
+    assert m.vmstat["compact_daemon_wake"] == 1
+    assert m.vmstat["pgmigrate_success"] > 0
+    assert any(zone.nr_free(o) for o in range(3, 11))
+    assert not m.kswapd_running  # type: ignore[attr-defined]
+    assert_consistent(m)
