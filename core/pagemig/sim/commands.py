@@ -80,7 +80,7 @@ def drop_caches_handler(run: Run, args: Sequence[str]) -> dict[str, Any]:
     part by having a ``drop_caches(level) -> int`` method returning the pages it freed.
     """
     level = int(args[0]) if args else 3
-    before = run.machine.free_pages
+    before = run.machine.nr_free_pages
     dropped = 0
     for owner in list(run.machine.owners):
         drop = getattr(owner, "drop_caches", None)
@@ -89,7 +89,7 @@ def drop_caches_handler(run: Run, args: Sequence[str]) -> dict[str, Any]:
     run.machine.vmstat["drop_pagecache" if level & 1 else "drop_slab"] += 1
     if level == 3:
         run.machine.vmstat["drop_slab"] += 1
-    return {"level": level, "pages_dropped": dropped, "free_pages_gained": run.machine.free_pages - before}
+    return {"level": level, "pages_dropped": dropped, "free_pages_gained": run.machine.nr_free_pages - before}
 
 
 def sample_handler(run: Run, args: Sequence[str]) -> dict[str, Any]:

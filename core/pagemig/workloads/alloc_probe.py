@@ -22,6 +22,7 @@ from pagemig.mm.gfp import Gfp
 from pagemig.mm.machine import Machine
 from pagemig.mm.pages import PageKind
 from pagemig.sim import schema
+from pagemig.sim.observe import stall_seconds
 from pagemig.workloads.base import CompoundOwner, ProbeStats, Workload
 
 FIELDS = {
@@ -31,11 +32,6 @@ FIELDS = {
     "hold": schema.duration("0s", "how long a successful allocation is kept before it is freed"),
 }
 validate = schema.validator(FIELDS)
-
-
-def stall_seconds(machine: Machine) -> float:
-    """The simulated time the slow path has charged so far (0 with the bare allocator)."""
-    return float(getattr(machine, "stall_seconds", 0.0))
 
 
 class AllocProbe(Workload):

@@ -26,8 +26,9 @@ import numpy as np
 from pagemig.mm.gfp import GFP_HIGHUSER_MOVABLE, GFP_KERNEL, GFP_KERNEL_ACCOUNT, GFP_TRANSHUGE_LIGHT, Gfp
 from pagemig.mm.machine import Machine
 from pagemig.mm.pages import PageKind
+from pagemig.mm.reclaim import LruOwner
 from pagemig.sim import schema
-from pagemig.workloads.base import CompoundOwner, TrackedOwner, Workload
+from pagemig.workloads.base import CompoundOwner, ProcessPool, TrackedOwner, Workload
 
 FIELDS = {
     "apps": schema.integer(8, "applications running at the start", minimum=0),
@@ -49,7 +50,7 @@ KERNEL_ORDERS = ((0, 0.5), (1, 0.2), (2, 0.1), (3, 0.2))  # (order, share of the
 @attrs.define
 class App:
     end: float
-    anon: np.ndarray
+    mm: LruOwner
     pagetables: np.ndarray
     thp: list[int]
     stacks: list[int]
@@ -60,7 +61,7 @@ class AppChurn(Workload):
     def __init__(self, machine: Machine, options: Mapping[str, Any], rng: np.random.Generator) -> None:
         super().__init__(machine, options, rng)
         n = self.name
-        self.anon = TrackedOwner(machine, f"{n}:anon", PageKind.ANON, GFP_HIGHUSER_MOVABLE)
+        self.procs = ProcessPool(machine, n)
         self.thp = CompoundOwner(machine, f"{n}:thp", PageKind.ANON, GFP_TRANSHUGE_LIGHT, THP_ORDER)
         self.pagetables = TrackedOwner(machine, f"{n}:pagetables", PageKind.PAGETABLE,
                                        GFP_KERNEL_ACCOUNT | Gfp.ZERO)
@@ -89,7 +90,8 @@ class AppChurn(Workload):
         thp = self.thp.alloc(want_thp)
         self.thp_fallbacks += want_thp - len(thp)
         base = rss - (len(thp) << THP_ORDER)
-        anon = self.anon.alloc_slots(base)
+        mm = self.procs.get()
+        got = len(mm.alloc(base, PageKind.ANON, GFP_HIGHUSER_MOVABLE))
         nr_pt = rss // 512 + 3
         pagetables = self.pagetables.alloc_slots(nr_pt)
         stacks = self.stacks.alloc(o["threads"])
@@ -97,14 +99,14 @@ class AppChurn(Workload):
         for order, share in KERNEL_ORDERS:
             got = self.kernel[order].alloc(int(o["kernel"] * share) >> order)
             kernel[order] = [self.kernel[order].slot_of(p) for p in got]
-        self.shortfall += (base - len(anon)) + (nr_pt - len(pagetables))
-        self.apps.append(App(end=now + float(rng.exponential(o["lifetime"])), anon=anon, pagetables=pagetables,
+        self.shortfall += (base - got) + (nr_pt - len(pagetables))
+        self.apps.append(App(end=now + float(rng.exponential(o["lifetime"])), mm=mm, pagetables=pagetables,
                              thp=[self.thp.slot_of(p) for p in thp],
                              stacks=[self.stacks.slot_of(p) for p in stacks], kernel=kernel))
         self.started += 1
 
     def _exit(self, app: App) -> None:
-        self.anon.free_slots(app.anon)
+        self.procs.put(app.mm)
         self.pagetables.free_slots(app.pagetables)
         self.thp.free_slots(app.thp)
         self.stacks.free_slots(app.stacks)
@@ -135,7 +137,8 @@ class AppChurn(Workload):
             "apps_started": self.started,
             "apps_exited": self.exited,
             "apps_refused": self.refused,
-            "anon_pages": len(self.anon),
+            "anon_pages": self.procs.resident_pages(),
+            "anon_swapped_pages": self.procs.swapped_pages(),
             "thp_pages": len(self.thp) << THP_ORDER,
             "thp_fallbacks": self.thp_fallbacks,
             "kernel_pages": sum(len(k) << o for o, k in self.kernel.items()),

@@ -20,7 +20,8 @@ import numpy as np
 from pagemig.mm.gfp import Gfp
 from pagemig.mm.machine import Machine
 from pagemig.mm.owner import Owner, PageSet
-from pagemig.mm.pages import PageFlag, PageKind
+from pagemig.mm.pages import PageKind
+from pagemig.mm.reclaim import LruOwner
 
 
 @attrs.frozen
@@ -103,9 +104,19 @@ class ProbeStats:
         }
 
 
+def pick_random(pfns: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """``n`` of ``pfns`` chosen uniformly, sorted (so a seed gives the same choice whatever
+    order the owner keeps its pages in)."""
+    pfns = np.sort(np.asarray(pfns, dtype=np.int64))
+    if n >= len(pfns):
+        return pfns
+    return np.sort(rng.choice(pfns, size=n, replace=False))
+
+
 class TrackedOwner(Owner):
-    """One kind of page held by a workload, in one :class:`PageSet`, with the order the
-    pages were taken in (oldest first is what reclaim and process exit need).
+    """One kind of non-LRU page (slab, page tables, kernel memory) held by a workload, in
+    one :class:`PageSet`.  LRU pages (anon, page cache) go to
+    :class:`pagemig.mm.reclaim.LruOwner` instead, which reclaim knows how to shrink.
 
     Tokens are a per-owner sequence under the owner id, so every write is distinct
     and the checker sees a page that migration forgot to copy.
@@ -117,39 +128,25 @@ class TrackedOwner(Owner):
         self.kind = int(kind)
         self.gfp = int(gfp)
         self.pages = PageSet(machine)
-        self.birth = np.zeros(len(self.pages.pfn), dtype=np.int64)
         self._clock = 0
         machine.register_owner(self)
         self._token_base = np.uint64(self.owner_id) << np.uint64(40)
-        self.alloc_failures = 0
 
     def __len__(self) -> int:
         return len(self.pages)
 
-    # ---------------------------------------------------------------- allocation
     def _tokens(self, n: int) -> np.ndarray:
         seq = np.arange(self._clock + 1, self._clock + 1 + n, dtype=np.uint64)
         self._clock += n
         return self._token_base | seq
-
-    def _note_birth(self, pfns: np.ndarray) -> None:
-        if len(self.birth) < len(self.pages.pfn):
-            grown = np.zeros(len(self.pages.pfn), dtype=np.int64)
-            grown[: len(self.birth)] = self.birth
-            self.birth = grown
-        slots = self.machine.pages.private[pfns].astype(np.int64)
-        self.birth[slots] = np.arange(self._clock - len(pfns), self._clock)
 
     def alloc(self, n: int) -> np.ndarray:
         """Up to ``n`` order-0 pages (``alloc_pages_bulk``); fewer when memory runs out."""
         if n <= 0:
             return np.empty(0, dtype=np.int64)
         pfns = self.machine.alloc_pages_bulk(self.gfp, n, self.owner_id, self.kind)
-        if len(pfns) < n:
-            self.alloc_failures += 1
         if len(pfns):
             self.pages.add_many(pfns, self._tokens(len(pfns)))
-            self._note_birth(pfns)
         return pfns
 
     def alloc_slots(self, n: int) -> np.ndarray:
@@ -157,11 +154,6 @@ class TrackedOwner(Owner):
         long as the owner holds it, wherever migration moves it."""
         pfns = self.alloc(n)
         return self.machine.pages.private[pfns].astype(np.int64)
-
-    def free_slots(self, slots: np.ndarray) -> None:
-        """Free the pages held in these slots (where they are now)."""
-        if len(slots):
-            self.free(self.pages.pfn[np.asarray(slots, dtype=np.int64)].copy())
 
     def free(self, pfns: np.ndarray) -> None:
         """Give pages back (they must be this owner's order-0 pages)."""
@@ -171,43 +163,48 @@ class TrackedOwner(Owner):
         self.pages.remove_many(pfns)
         self.machine.free_pages_bulk(pfns)
 
-    def free_all(self) -> int:
-        pfns = self.pages.pfns()
-        self.free(pfns)
-        return len(pfns)
+    def free_slots(self, slots: np.ndarray) -> None:
+        """Free the pages held in these slots (where they are now)."""
+        if len(slots):
+            self.free(self.pages.pfn[np.asarray(slots, dtype=np.int64)].copy())
 
-    # ---------------------------------------------------------------- selection
-    def oldest(self, n: int) -> np.ndarray:
-        """The ``n`` pages taken longest ago, oldest first."""
-        live = self.pages.pfn[: len(self.birth)]
-        slots = np.flatnonzero(live >= 0)
-        if n >= len(slots):
-            chosen = slots
-        else:
-            part = np.argpartition(self.birth[slots], n)[:n]
-            chosen = slots[part]
-        chosen = chosen[np.argsort(self.birth[chosen], kind="stable")]
-        return live[chosen].copy()
-
-    def random(self, n: int, rng: np.random.Generator) -> np.ndarray:
-        """``n`` of the held pages, chosen uniformly (in pfn order, so the choice is reproducible)."""
-        pfns = np.sort(self.pages.pfns())
-        if n >= len(pfns):
-            return pfns
-        return np.sort(rng.choice(pfns, size=n, replace=False))
-
-    def clean(self, pfns: np.ndarray | None = None) -> np.ndarray:
-        """The held pages without PG_dirty (all of them, or among ``pfns``)."""
-        if pfns is None:
-            pfns = self.pages.pfns()
-        return pfns[(self.machine.pages.flags[pfns] & PageFlag.DIRTY) == 0]
-
-    # ---------------------------------------------------------------- Owner
     def pages_migrated(self, src: np.ndarray, dst: np.ndarray) -> None:
         self.pages.migrated(src, dst)
 
     def expected_contents(self) -> tuple[np.ndarray, np.ndarray]:
         return self.pages.contents()
+
+
+class ProcessPool:
+    """The address spaces of short-lived processes: one :class:`LruOwner` per running
+    process (its anon pages, which reclaim may swap out), handed back to the pool when
+    the process exits, so a long run does not register an owner per process."""
+
+    def __init__(self, machine: Machine, prefix: str) -> None:
+        self.machine = machine
+        self.prefix = prefix
+        self.free: list[LruOwner] = []
+        self.all: list[LruOwner] = []
+
+    def get(self) -> LruOwner:
+        if self.free:
+            return self.free.pop()
+        mm = LruOwner(self.machine, f"{self.prefix}:mm{len(self.all)}")
+        self.all.append(mm)
+        return mm
+
+    def put(self, mm: LruOwner) -> None:
+        """exit_mmap(): every page of the process goes, resident or swapped out."""
+        mm.free(mm.pages.pfns())
+        if mm.nr_swapped:
+            mm.drop_swap()
+        self.free.append(mm)
+
+    def resident_pages(self) -> int:
+        return sum(len(mm.pages) for mm in self.all)
+
+    def swapped_pages(self) -> int:
+        return sum(mm.nr_swapped for mm in self.all)
 
 
 class CompoundOwner(Owner):

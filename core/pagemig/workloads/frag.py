@@ -21,8 +21,9 @@ import numpy as np
 from pagemig.mm.gfp import GFP_HIGHUSER_MOVABLE
 from pagemig.mm.machine import Machine
 from pagemig.mm.pages import PageKind
+from pagemig.mm.reclaim import LruOwner
 from pagemig.sim import schema
-from pagemig.workloads.base import TrackedOwner, Workload
+from pagemig.workloads.base import Workload
 
 FIELDS = {
     "size": schema.pages(None, 'memory to fill, e.g. "768MiB" (default: the fill share of what is free)', minimum=1),
@@ -30,6 +31,7 @@ FIELDS = {
     "keep": schema.integer(1, "pages kept of every `every`", minimum=0),
     "every": schema.integer(4, "group size, in pages", minimum=1),
 }
+GFP = GFP_HIGHUSER_MOVABLE
 
 
 def validate(table: Mapping[str, Any]) -> dict[str, Any]:
@@ -49,7 +51,7 @@ def fillable_pages(machine: Machine, gfp: int) -> int:
 class Frag(Workload):
     def __init__(self, machine: Machine, options: Mapping[str, Any], rng: np.random.Generator) -> None:
         super().__init__(machine, options, rng)
-        self.owner = TrackedOwner(machine, f"{self.name}:anon", PageKind.ANON, GFP_HIGHUSER_MOVABLE)
+        self.owner = LruOwner(machine, f"{self.name}:anon")
         self.done = False
         self.requested = 0
         self.allocated = 0
@@ -60,9 +62,9 @@ class Frag(Workload):
             return
         self.done = True
         o = self.options
-        want = o["size"] if o["size"] is not None else int(fillable_pages(self.machine, self.owner.gfp) * o["fill"])
+        want = o["size"] if o["size"] is not None else int(fillable_pages(self.machine, GFP) * o["fill"])
         self.requested = want
-        pfns = self.owner.alloc(want)
+        pfns = self.owner.alloc(want, PageKind.ANON, GFP)
         self.allocated = len(pfns)
         idx = np.arange(len(pfns))
         drop = pfns[(idx % o["every"]) >= o["keep"]]
@@ -71,4 +73,4 @@ class Frag(Workload):
 
     def stats(self) -> dict[str, int | float]:
         return {"pages_requested": self.requested, "pages_allocated": self.allocated,
-                "pages_freed": self.freed, "pages_held": len(self.owner)}
+                "pages_freed": self.freed, "pages_held": len(self.owner.pages)}

@@ -8,9 +8,11 @@ process takes, when it starts:
 * page tables for it (one page per 2 MiB mapped, plus the upper levels): unmovable;
 * a kernel stack (order 2, 16 KiB, as x86-64's ``THREAD_SIZE``) and unreclaimable slab
   (task, mm, VMAs): unmovable;
-* the source and header files it reads (``reads`` per job): page cache, movable LRU
-  pages, shared between jobs, read from disk only when not already cached; every new
-  file cached also costs reclaimable slab (dentries and inodes);
+* the files it reads, into the page cache (movable LRU pages), read from disk only
+  when not already cached: every job includes the same ``headers`` (a hot set that
+  stays cached while it is in use) and compiles its own ``source`` pages, the next
+  ones of the ``tree``; every newly cached file page costs a share of reclaimable
+  slab (dentries and inodes);
 
 and when it exits it frees its anonymous memory, page tables, stack and slab, and
 writes its object file (``output``) into the page cache as dirty pages, which the
@@ -20,8 +22,10 @@ Page cache is never freed by the build itself: it grows until free memory reache
 the low watermark, then kswapd (or direct reclaim) takes the oldest clean pages
 back through this workload's reclaim callbacks, as the kernel's LRU would.
 
-File reads are skewed towards a hot set (headers) by drawing file-page indices as
-``tree * u**3`` for uniform ``u``: an eighth of the tree takes half the reads.
+The kernel's LRU keeps hot pages on its active list; here the resident header
+pages are marked accessed (moved to the young end of the page cache's list) once
+every ``HOT_TOUCH_INTERVAL`` seconds of a running build, which keeps them cached as
+the active list would, without a list operation per read.
 """
 
 from __future__ import annotations
@@ -34,9 +38,10 @@ import numpy as np
 
 from pagemig.mm.gfp import GFP_HIGHUSER_MOVABLE, GFP_KERNEL, GFP_KERNEL_ACCOUNT, Gfp
 from pagemig.mm.machine import Machine
-from pagemig.mm.pages import PageFlag, PageKind
+from pagemig.mm.pages import PAGE_SIZE, PageFlag, PageKind
+from pagemig.mm.reclaim import LruOwner, register_shrinker
 from pagemig.sim import schema
-from pagemig.workloads.base import CompoundOwner, TrackedOwner, Workload
+from pagemig.workloads.base import CompoundOwner, ProcessPool, TrackedOwner, Workload
 
 FIELDS = {
     "parallelism": schema.integer(8, "compiler processes at once (make -jN)", minimum=1, maximum=4096),
@@ -44,13 +49,24 @@ FIELDS = {
                                 positive=True),
     "job_time": schema.duration("2s", "mean life of one compiler process", positive=True),
     "job_anon": schema.pages("48MiB", "mean anonymous memory of one compiler process", minimum=1),
-    "tree": schema.pages("900MiB", "the source tree: distinct file pages a build can read", minimum=1),
-    "reads": schema.pages("8MiB", "file pages one job reads (headers mostly, shared)"),
-    "output": schema.pages("1MiB", "object file one job writes (dirty page cache)"),
+    "tree": schema.pages("1GiB", "the source tree, headers included", minimum=1),
+    "headers": schema.pages("48MiB", "headers every job reads (the hot part of the tree)"),
+    "source": schema.pages("96KiB", "source pages one job compiles (the next ones of the tree)"),
+    "output": schema.pages("256KiB", "object file one job writes (dirty page cache)"),
     "slab": schema.pages("96KiB", "unreclaimable slab per process (task, mm, VMAs)"),
     "dirty_expire": schema.duration("30s", "age at which the flusher writes dirty pages back"),
 }
-validate = schema.validator(FIELDS)
+_validate = schema.validator(FIELDS)
+
+
+def validate(table: Mapping[str, Any]) -> dict[str, Any]:
+    out = _validate(table)
+    if out["headers"] >= out["tree"]:
+        raise schema.TableError("headers", table.get("headers"), f"less than the tree ({out['tree']} pages)")
+    return out
+
+
+HOT_TOUCH_INTERVAL = 10.0  # seconds between marking the resident headers accessed
 
 FILES_PER_DENTRY_PAGE = 64  # reclaimable slab: one page of dentries and inodes per 64 newly cached file pages
 STACK_ORDER = 2  # THREAD_SIZE_ORDER on x86-64 (16 KiB)
@@ -60,7 +76,7 @@ PTRS_PER_PTE = 512
 @attrs.define
 class Job:
     end: float
-    anon: np.ndarray  # slots in the anon owner
+    mm: LruOwner  # the process's anonymous memory
     pagetables: np.ndarray  # slots in the page-table owner
     slab: np.ndarray  # slots in the slab owner
     stack: int  # slot in the stack owner, -1 if the allocation failed
@@ -70,9 +86,9 @@ class KernelBuild(Workload):
     def __init__(self, machine: Machine, options: Mapping[str, Any], rng: np.random.Generator) -> None:
         super().__init__(machine, options, rng)
         n = self.name
-        self.anon = TrackedOwner(machine, f"{n}:anon", PageKind.ANON, GFP_HIGHUSER_MOVABLE)
-        self.cache = PageCacheOwner(machine, f"{n}:page_cache", self.options["tree"])
-        self.dentries = SlabCacheOwner(machine, f"{n}:dentry_inode")
+        self.procs = ProcessPool(machine, n)
+        self.cache = PageCache(machine, f"{n}:page_cache", self.options["tree"])
+        self.dentries = DentryCache(machine, f"{n}:dentry_inode")
         self.slab = TrackedOwner(machine, f"{n}:slab", PageKind.SLAB_UNRECLAIMABLE, GFP_KERNEL)
         self.pagetables = TrackedOwner(machine, f"{n}:pagetables", PageKind.PAGETABLE,
                                        GFP_KERNEL_ACCOUNT | Gfp.ZERO)
@@ -84,9 +100,12 @@ class KernelBuild(Workload):
         self.shortfall = 0
         self.running = True
         self.peak_cache = 0
+        self.cursor = self.options["headers"]  # the next source page of the tree
+        self.next_touch = 0.0
 
     def start(self, now: float) -> None:
         self.t0 = now
+        self.next_touch = now + HOT_TOUCH_INTERVAL
 
     # ---------------------------------------------------------------- the jobs
     def _start_job(self, now: float) -> None:
@@ -94,30 +113,32 @@ class KernelBuild(Workload):
         rng = self.rng
         life = float(o["job_time"] * rng.lognormal(-0.125, 0.5))  # mean job_time (sigma 0.5)
         want = max(1, int(o["job_anon"] * rng.lognormal(-0.125, 0.5)))
-        anon = self.anon.alloc_slots(want)
-        nr_pt = len(anon) // PTRS_PER_PTE + 3  # PTE pages plus PMD, PUD and PGD
+        mm = self.procs.get()
+        got = len(mm.alloc(want, PageKind.ANON, GFP_HIGHUSER_MOVABLE))
+        nr_pt = got // PTRS_PER_PTE + 3  # PTE pages plus PMD, PUD and PGD
         pagetables = self.pagetables.alloc_slots(nr_pt)
         slab = self.slab.alloc_slots(o["slab"])
         stack_pfns = self.stacks.alloc(1)
-        stack = int(self.machine.pages._private[stack_pfns[0]]) if stack_pfns else -1
-        self.shortfall += (want - len(anon)) + (nr_pt - len(pagetables)) + (o["slab"] - len(slab))
+        stack = self.stacks.slot_of(stack_pfns[0]) if stack_pfns else -1
+        self.shortfall += (want - got) + (nr_pt - len(pagetables)) + (o["slab"] - len(slab))
         self.read_files()
-        self.jobs.append(Job(end=now + life, anon=anon, pagetables=pagetables, slab=slab, stack=stack))
+        self.jobs.append(Job(end=now + life, mm=mm, pagetables=pagetables, slab=slab, stack=stack))
         self.jobs_started += 1
 
     def read_files(self) -> None:
-        """The job's reads: misses come into the page cache, each new file page costing a
-        share of a dentry/inode slab page."""
+        """The job's reads: the headers, then its own source pages (wrapping round the
+        tree); misses come into the page cache, each new file page costing a share of a
+        dentry/inode slab page."""
         o = self.options
-        if not o["reads"]:
-            return
-        u = self.rng.random(o["reads"])
-        idx = np.unique((o["tree"] * u**3).astype(np.int64))
-        missed = self.cache.read(idx)
-        self.dentries.grow(missed)
+        headers = np.arange(o["headers"], dtype=np.int64)
+        n = o["source"]
+        span = o["tree"] - o["headers"]
+        source = o["headers"] + (self.cursor - o["headers"] + np.arange(n, dtype=np.int64)) % span
+        self.cursor = int(o["headers"] + (self.cursor - o["headers"] + n) % span)
+        self.dentries.grow(self.cache.read(np.concatenate((headers, np.unique(source)))))
 
     def _end_job(self, job: Job) -> None:
-        self.anon.free_slots(job.anon)
+        self.procs.put(job.mm)
         self.pagetables.free_slots(job.pagetables)
         self.slab.free_slots(job.slab)
         if job.stack >= 0:
@@ -139,7 +160,10 @@ class KernelBuild(Workload):
         building = self.running and (duration is None or now < self.t0 + duration)
         while building and len(self.jobs) < self.options["parallelism"]:
             self._start_job(now)
-        self.peak_cache = max(self.peak_cache, len(self.cache))
+        if building and now >= self.next_touch:
+            self.next_touch = now + HOT_TOUCH_INTERVAL
+            self.cache.touch_resident(np.arange(self.options["headers"], dtype=np.int64))
+        self.peak_cache = max(self.peak_cache, len(self.cache.pages))
 
     def stop(self, now: float) -> None:
         """The build is interrupted: its processes exit (the page cache stays)."""
@@ -153,13 +177,13 @@ class KernelBuild(Workload):
             "jobs_started": self.jobs_started,
             "jobs_done": self.jobs_done,
             "jobs_running": len(self.jobs),
-            "anon_pages": len(self.anon),
-            "page_cache_pages": len(self.cache),
+            "anon_pages": self.procs.resident_pages(),
+            "anon_swapped_pages": self.procs.swapped_pages(),
+            "page_cache_pages": len(self.cache.pages),
             "page_cache_peak_pages": self.peak_cache,
             "page_cache_dirty_pages": self.cache.nr_dirty(),
             "page_cache_read_pages": self.cache.pages_read,
             "page_cache_written_pages": self.cache.pages_written,
-            "page_cache_reclaimed_pages": self.cache.reclaimed,
             "slab_reclaimable_pages": len(self.dentries),
             "slab_unreclaimable_pages": len(self.slab),
             "pagetable_pages": len(self.pagetables),
@@ -168,96 +192,98 @@ class KernelBuild(Workload):
         }
 
 
-class PageCacheOwner(TrackedOwner):
+class PageCache(LruOwner):
     """The build's page cache: source-tree pages (clean once read) and object files
-    (dirty until the flusher writes them back).
+    (dirty until the flusher writes them back), on one reclaimable LRU owner.
 
-    ``resident[i]`` says whether file page ``i`` of the tree is cached; ``index`` maps a
-    slot back to its tree page (-1 for written output), so that a page reclaim drops
-    is read from disk again the next time a job needs it.
+    ``where[i]`` is the slot that caches file page ``i`` of the tree and ``index[slot]``
+    the tree page a slot holds (-1 for written output); a tree page is cached when
+    both agree and the slot is live, so a page that reclaim dropped is read from disk
+    again the next time a job needs it, without reclaim having to tell anybody.
+    Reads do not move pages to the young end of the list; the build marks its hot
+    headers accessed in one batch now and then (:meth:`touch_resident`).
     """
 
     def __init__(self, machine: Machine, name: str, tree_pages: int) -> None:
-        super().__init__(machine, name, PageKind.FILE, GFP_HIGHUSER_MOVABLE)
-        self.resident = np.zeros(tree_pages, dtype=bool)
-        self.index = np.full(len(self.pages.pfn), -1, dtype=np.int64)
-        self.dirty_marks: list[tuple[float, int]] = []  # (time written, birth clock after the write)
-        self.flushed_to = 0  # every page born before this clock value has been written back
+        super().__init__(machine, name)
+        self.where = np.full(tree_pages, -1, dtype=np.int64)
+        self.index = np.full(1024, -1, dtype=np.int64)
+        self.written_at = np.full(1024, -1.0)
         self.pages_read = 0
         self.pages_written = 0
-        self.reclaimed = 0
 
-    def _index_room(self) -> None:
-        if len(self.index) < len(self.pages.pfn):
-            grown = np.full(len(self.pages.pfn), -1, dtype=np.int64)
-            grown[: len(self.index)] = self.index
-            self.index = grown
+    def _room(self) -> None:
+        n = len(self.pages.pfn)
+        if len(self.index) < n:
+            self.index = np.concatenate((self.index, np.full(n - len(self.index), -1, dtype=np.int64)))
+            self.written_at = np.concatenate((self.written_at, np.full(n - len(self.written_at), -1.0)))
+
+    def resident(self, idx: np.ndarray) -> np.ndarray:
+        """Which of the tree pages ``idx`` are in the cache now."""
+        w = self.where[idx]
+        out = w >= 0
+        wi = w[out]
+        out[out] = (self.pages.pfn[wi] >= 0) & (self.index[wi] == idx[out])
+        return out
+
+    def touch_resident(self, idx: np.ndarray) -> None:
+        """``mark_page_accessed`` for the cached ones among the tree pages ``idx``."""
+        hit = idx[self.resident(idx)]
+        if len(hit):
+            self.touch(self.pages.pfn[self.where[hit]])
 
     def read(self, idx: np.ndarray) -> int:
         """Bring the tree pages ``idx`` into the cache; returns how many were not there."""
-        missing = idx[~self.resident[idx]]
+        missing = idx[~self.resident(idx)]
         if not len(missing):
             return 0
-        slots = self.alloc_slots(len(missing))
+        pfns = self.alloc(len(missing), PageKind.FILE, GFP_HIGHUSER_MOVABLE)
+        self._room()
+        slots = self.machine.pages.private[pfns].astype(np.int64)
         got = missing[: len(slots)]
-        self._index_room()
         self.index[slots] = got
-        self.resident[got] = True
+        self.written_at[slots] = -1.0
+        self.where[got] = slots
         self.pages_read += len(slots)
         return len(slots)
 
     def write_output(self, n: int) -> None:
         """An object file: new page-cache pages, dirty."""
-        pfns = self.alloc(n)
+        pfns = self.alloc(n, PageKind.FILE, GFP_HIGHUSER_MOVABLE, dirty=True)
         if len(pfns):
-            self._index_room()
-            self.index[self.machine.pages.private[pfns].astype(np.int64)] = -1
-            self.machine.pages.flags[pfns] |= PageFlag.DIRTY
+            self._room()
+            slots = self.machine.pages.private[pfns].astype(np.int64)
+            self.index[slots] = -1
+            self.written_at[slots] = self.machine.now
             self.pages_written += len(pfns)
-            self.dirty_marks.append((self.machine.now, self._clock))
 
     def flush(self, now: float, expire: float) -> None:
-        """The flusher: pages dirty for ``expire`` seconds are written back (now clean)."""
-        upto = self.flushed_to
-        while self.dirty_marks and self.dirty_marks[0][0] + expire <= now:
-            upto = self.dirty_marks.pop(0)[1]
-        if upto == self.flushed_to:
+        """The flusher: pages dirty for ``expire`` seconds are written back (now clean).
+        ``pgpgout`` counts them in KiB, as /proc/vmstat does."""
+        due = np.flatnonzero((self.written_at >= 0) & (self.written_at + expire <= now))
+        if not len(due):
             return
-        live = self.pages.pfn[: len(self.birth)]
-        sel = (live >= 0) & (self.birth[: len(live)] < upto) & (self.birth[: len(live)] >= self.flushed_to)
-        pfns = live[sel]
-        self.machine.pages.flags[pfns] &= ~np.uint8(PageFlag.DIRTY)
-        self.flushed_to = upto
+        self.written_at[due] = -1.0
+        pfns = self.pages.pfn[due]
+        pfns = pfns[pfns >= 0]
+        flags = self.machine.pages.flags
+        dirty = pfns[(flags[pfns] & PageFlag.DIRTY) != 0]
+        flags[dirty] &= ~np.uint8(PageFlag.DIRTY)
+        self.machine.vmstat["pgpgout"] += len(dirty) * (PAGE_SIZE // 1024)
 
     def nr_dirty(self) -> int:
         pfns = self.pages.pfns()
         return int(np.count_nonzero(self.machine.pages.flags[pfns] & PageFlag.DIRTY))
 
-    def drop(self, pfns: np.ndarray) -> None:
-        """Reclaim took these pages: forget them, and that their tree pages are cached."""
-        slots = self.machine.pages.private[pfns].astype(np.int64)
-        idx = self.index[slots]
-        self.resident[idx[idx >= 0]] = False
-        self.index[slots] = -1
-        self.free(pfns)
-        self.reclaimed += len(pfns)
 
-    def drop_caches(self, level: int) -> int:
-        """``echo 1 > drop_caches``: every clean page goes."""
-        if not level & 1:
-            return 0
-        clean = self.clean()
-        self.drop(clean)
-        return len(clean)
-
-
-class SlabCacheOwner(TrackedOwner):
+class DentryCache(TrackedOwner):
     """Dentries and inodes: reclaimable slab that grows with the files cached and
-    shrinks under reclaim (its shrinker) or ``drop_caches 2``."""
+    shrinks through its shrinker (reclaim, ``drop_caches 2``)."""
 
     def __init__(self, machine: Machine, name: str) -> None:
         super().__init__(machine, name, PageKind.SLAB_RECLAIMABLE, GFP_KERNEL | Gfp.RECLAIMABLE)
         self.objects = 0
+        register_shrinker(machine, self)
 
     def grow(self, new_files: int) -> None:
         self.objects += new_files
@@ -265,13 +291,12 @@ class SlabCacheOwner(TrackedOwner):
         if want > 0:
             self.alloc(want)
 
-    def shrink_slab(self, nr: int) -> int:
-        pfns = self.oldest(nr)
+    # Shrinker protocol (pagemig.mm.reclaim)
+    def count_objects(self) -> int:
+        return len(self)
+
+    def scan_objects(self, nr_to_scan: int) -> int:
+        pfns = self.pages.pfns()[:nr_to_scan]
         self.free(pfns)
         self.objects = len(self) * FILES_PER_DENTRY_PAGE
         return len(pfns)
-
-    def drop_caches(self, level: int) -> int:
-        if not level & 2:
-            return 0
-        return self.shrink_slab(len(self))

@@ -20,8 +20,9 @@ import numpy as np
 from pagemig.mm.gfp import Gfp
 from pagemig.mm.machine import Machine
 from pagemig.mm.pages import PageKind
+from pagemig.mm.reclaim import LruOwner
 from pagemig.sim import schema
-from pagemig.workloads.base import TrackedOwner, Workload
+from pagemig.workloads.base import TrackedOwner, Workload, pick_random
 from pagemig.workloads.frag import fillable_pages
 
 FIELDS = {
@@ -38,15 +39,32 @@ validate = schema.validator(FIELDS)
 class PageChurn(Workload):
     def __init__(self, machine: Machine, options: Mapping[str, Any], rng: np.random.Generator) -> None:
         super().__init__(machine, options, rng)
-        _, mask = self.options["gfp"]
-        kind = PageKind.ANON if mask & Gfp.MOVABLE else PageKind.KERNEL
-        self.owner = TrackedOwner(machine, f"{self.name}:{kind.name.lower()}", kind, mask)
+        _, self.gfp = self.options["gfp"]
+        self.lru = LruOwner(machine, f"{self.name}:anon") if self.gfp & Gfp.MOVABLE else None
+        self.kernel = None if self.lru else TrackedOwner(machine, f"{self.name}:kernel", PageKind.KERNEL, self.gfp)
         self.filled = False
         self.next_iteration = 0.0
         self.iterations = 0
         self.target = 0  # pages held after the first free: the occupancy the churn keeps
         self.churned = 0
         self.shortfall = 0  # pages a reallocation could not get back
+
+    def held(self) -> np.ndarray:
+        return (self.lru or self.kernel).pages.pfns()  # type: ignore[union-attr]
+
+    def nr_held(self) -> int:
+        return len((self.lru or self.kernel).pages)  # type: ignore[union-attr]
+
+    def alloc(self, n: int) -> int:
+        if n <= 0:
+            return 0
+        if self.lru is not None:
+            return len(self.lru.alloc(n, PageKind.ANON, self.gfp))
+        assert self.kernel is not None
+        return len(self.kernel.alloc(n))
+
+    def free(self, pfns: np.ndarray) -> None:
+        (self.lru or self.kernel).free(pfns)  # type: ignore[union-attr]
 
     def start(self, now: float) -> None:
         self.next_iteration = now
@@ -55,11 +73,10 @@ class PageChurn(Workload):
         o = self.options
         if not self.filled:
             self.filled = True
-            want = o["size"] if o["size"] is not None else int(fillable_pages(self.machine, self.owner.gfp) * o["fill"])
-            self.owner.alloc(want)
-            drop = self.owner.random(round(len(self.owner) * o["free"]), self.rng)
-            self.owner.free(drop)
-            self.target = len(self.owner)
+            want = o["size"] if o["size"] is not None else int(fillable_pages(self.machine, self.gfp) * o["fill"])
+            self.alloc(want)
+            self.free(pick_random(self.held(), round(self.nr_held() * o["free"]), self.rng))
+            self.target = self.nr_held()
             self.next_iteration = now + o["interval"]
         end = now + dt
         while self.next_iteration < end:
@@ -67,14 +84,14 @@ class PageChurn(Workload):
             self.next_iteration += o["interval"]
 
     def iterate(self) -> None:
-        n = round(len(self.owner) * self.options["churn"])
-        self.owner.free(self.owner.random(n, self.rng))
-        want = self.target - len(self.owner)
-        got = len(self.owner.alloc(want))
+        n = round(self.nr_held() * self.options["churn"])
+        self.free(pick_random(self.held(), n, self.rng))
+        want = self.target - self.nr_held()
+        got = self.alloc(want)
         self.shortfall += want - got
         self.churned += n
         self.iterations += 1
 
     def stats(self) -> dict[str, int | float]:
-        return {"pages_held": len(self.owner), "target_pages": self.target, "iterations": self.iterations,
+        return {"pages_held": self.nr_held(), "target_pages": self.target, "iterations": self.iterations,
                 "pages_churned": self.churned, "shortfall_pages": self.shortfall}

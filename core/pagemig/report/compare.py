@@ -1,0 +1,96 @@
+"""``pagemig compare``: two runs of one scenario and seed, side by side.
+
+The headline figures of a run are read from its result document only, so a compare
+table can also be made from two saved JSON files.  Free memory is taken at the end
+of the run (after the final ``compact``, when the scenario has one) and, when the
+run compacted, also right after its last compaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from rich.table import Table
+
+from pagemig.mm.pages import NR_ORDERS, PAGE_ALLOC_COSTLY_ORDER, PAGE_SIZE
+from pagemig.mm.vmstat import free_pages_at_or_above, unusable_free_index
+
+MIB_PAGES = (1 << 20) // PAGE_SIZE
+VMSTAT_HEADLINES = (
+    "pgmigrate_success", "pgmigrate_fail", "compact_stall", "compact_success", "compact_fail",
+    "compact_daemon_wake", "compact_migrate_scanned", "compact_free_scanned", "compact_isolated",
+    "pgscan_kswapd", "pgscan_direct", "pgsteal_kswapd", "pgsteal_direct", "pswpout", "pgalloc_fail",
+    "balloon_inflate", "balloon_deflate", "balloon_migrate",
+)
+
+
+def _free_rows(prefix: str, blocks: list[int], pageblock_order: int) -> dict[str, float]:
+    free = free_pages_at_or_above(blocks, 0)
+    rows = {
+        f"{prefix}free MiB": free / MIB_PAGES,
+        f"{prefix}free MiB in blocks of order >= {PAGE_ALLOC_COSTLY_ORDER}":
+            free_pages_at_or_above(blocks, PAGE_ALLOC_COSTLY_ORDER) / MIB_PAGES,
+        f"{prefix}free MiB in blocks of order >= {pageblock_order} (pageblock)":
+            free_pages_at_or_above(blocks, pageblock_order) / MIB_PAGES,
+        f"{prefix}unusable index, order {PAGE_ALLOC_COSTLY_ORDER}":
+            unusable_free_index(blocks, PAGE_ALLOC_COSTLY_ORDER) / 1000,
+        f"{prefix}unusable index, order {pageblock_order}": unusable_free_index(blocks, pageblock_order) / 1000,
+    }
+    for o in range(NR_ORDERS):
+        rows[f"{prefix}free blocks, order {o}"] = blocks[o]
+    return rows
+
+
+def headline(doc: Mapping[str, Any]) -> dict[str, float]:
+    """The figures a compare shows, by label, in a fixed order."""
+    pbo = doc["machine"]["pageblock_order"]
+    rows: dict[str, float] = {}
+    if doc["samples"]:
+        rows.update(_free_rows("end: ", doc["samples"][-1]["free_blocks"], pbo))
+    if doc["compactions"]:
+        rows.update(_free_rows("after last compaction: ", doc["compactions"][-1]["after"]["free_blocks"], pbo))
+    vm = doc["vmstat"]
+    for k in VMSTAT_HEADLINES:
+        if k in vm:
+            rows[f"vmstat {k}"] = vm[k]
+    allocstall = sum(v for k, v in vm.items() if k.startswith("allocstall_"))
+    rows["vmstat allocstall (all zones)"] = allocstall
+    for p in doc["probes"]:
+        rows[f"probe {p['name']} (order {p['order']}) failures"] = p["failures"]
+        if p.get("success_rate") is not None:
+            rows[f"probe {p['name']} (order {p['order']}) success %"] = 100 * p["success_rate"]
+    for name, figs in doc["drivers"].items():
+        for k, v in figs.items():
+            if isinstance(v, int | float) and not isinstance(v, bool):
+                rows[f"driver {name}: {k}"] = v
+    rows["checker ok"] = 1 if doc["checker"].get("ok") else 0
+    return rows
+
+
+def _num(v: float | None) -> str:
+    if v is None:
+        return "-"
+    if float(v).is_integer():
+        return f"{int(v):,}"
+    return f"{v:,.3f}"
+
+
+def compare_rows(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[tuple[str, float | None, float | None]]:
+    ha, hb = headline(a), headline(b)
+    labels = list(ha) + [k for k in hb if k not in ha]
+    return [(k, ha.get(k), hb.get(k)) for k in labels]
+
+
+def compare_table(a: Mapping[str, Any], b: Mapping[str, Any], label_a: str, label_b: str) -> Table:
+    t = Table(title=f"{a['scenario']['name']}, seed {a['seed']}", title_justify="left", show_edge=False,
+              pad_edge=False)
+    t.add_column("figure")
+    t.add_column(label_a, justify="right")
+    t.add_column(label_b, justify="right")
+    t.add_column("difference", justify="right")
+    for label, va, vb in compare_rows(a, b):
+        diff = None if va is None or vb is None else va - vb
+        style = "bold" if "order >=" in label else None
+        t.add_row(label, _num(va), _num(vb), ("+" if diff and diff > 0 else "") + _num(diff), style=style)
+    return t

@@ -1,0 +1,320 @@
+"""The event loop: a scenario on a simulated clock.
+
+Each step of ``scenario.step`` simulated seconds, in this order:
+
+1. timeline entries that are due (their ``at``/``after`` time has come and their
+   ``when`` condition holds) run, in file order;
+2. every active workload emits the allocations and frees of the step (its
+   allocations go through the allocator's slow path: direct reclaim and direct
+   compaction happen inside them, on the machine's stall clock);
+3. every driver's ``tick`` (a balloon inflating towards its target, a GPU's jobs);
+4. the background daemons: kswapd, kcompactd and proactive compaction
+   (``pagemig.mm.daemons.background_tick``);
+5. the clock advances; a sample is taken at every ``[sample] interval``.
+
+Randomness comes from one ``numpy.random.SeedSequence`` of the scenario's seed,
+split per workload and per driver by name, so adding a workload does not change
+another's stream, and the same seed gives the same run, byte for byte.
+Wall-clock figures go only into ``timings``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+import zlib
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import attrs
+import numpy as np
+import structlog
+
+from pagemig import __version__
+from pagemig.driver import Driver
+from pagemig.mm.invariants import check
+from pagemig.mm.machine import Machine
+from pagemig.mm.movable import DriverError
+from pagemig.mm.vmstat import vmstat_items
+from pagemig.sim.observe import free_state, pageblock_map, stall_seconds, usage_pages
+from pagemig.sim.result import CompactionRecord, RunResult
+from pagemig.sim.scenario import Scenario, TimelineEntry, WorkloadSpec
+from pagemig.workloads.base import Workload
+
+log = structlog.get_logger(__name__)
+
+try:  # the full memory manager (reclaim, slow path, daemons); the bare allocator runs without it
+    from pagemig.mm.daemons import background_tick, install_full_mm
+except ImportError:  # pragma: no cover - only while the mm layer is incomplete
+    background_tick = None  # type: ignore[assignment]
+    install_full_mm = None  # type: ignore[assignment]
+
+EPS = 1e-9
+ProgressFn = Callable[[float, float], None]
+
+
+def _stream_key(name: str) -> int:
+    return zlib.crc32(name.encode("utf-8"))
+
+
+class Run:
+    """One run of a scenario: the machine, its drivers and workloads, and what is recorded.
+
+    Timeline command handlers and ``pagemig_run_start`` receive this object; what
+    they may use: ``machine``, ``drivers`` (by name), ``workloads`` (by name),
+    ``scenario``, ``now``, ``sample(reason)``, ``compaction(trigger)`` (a context
+    manager that records free memory before and after whatever runs inside it) and
+    ``rng(name)`` for a stream of their own.
+    """
+
+    def __init__(self, scenario: Scenario, host: Any) -> None:
+        self.scenario = scenario
+        self.host = host
+        self.machine = Machine(scenario.machine.config())
+        self.full_mm = install_full_mm is not None
+        if install_full_mm is not None:
+            install_full_mm(self.machine)
+        self.machine.movable.on_driver_error = scenario.on_driver_error
+        self.machine.hook = host.hook  # type: ignore[attr-defined]  # compaction's policy hooks find it here
+        self.drivers: dict[str, Driver] = {}
+        self.workloads: dict[str, Workload] = {}
+        self._specs: dict[str, WorkloadSpec] = {}
+        self._active: list[str] = []
+        self._pending: list[str] = []
+        self.samples: list[dict[str, Any]] = []
+        self.compactions: list[CompactionRecord] = []
+        self.timeline: list[dict[str, Any]] = []
+        self.maps: dict[str, Any] = {}
+        self.error: str | None = None
+        self.timings: dict[str, float] = {k: 0.0 for k in (
+            "setup_s", "workloads_s", "drivers_s", "daemons_s", "commands_s", "compaction_s", "samples_s",
+            "checker_s", "loop_s", "total_s")}
+        self._next_entry = 0
+        self._last_fired = 0.0
+        self._seed_seq = np.random.SeedSequence(scenario.seed)
+
+    # ---------------------------------------------------------------- helpers for plugins
+    @property
+    def now(self) -> float:
+        return self.machine.now
+
+    def rng(self, name: str, kind: str = "plugin") -> np.random.Generator:
+        """A random stream of its own for ``name``, derived from the scenario's seed."""
+        seq = np.random.SeedSequence(self.scenario.seed, spawn_key=(_stream_key(kind), _stream_key(name)))
+        return np.random.default_rng(seq)
+
+    @contextlib.contextmanager
+    def compaction(self, trigger: str) -> Iterator[CompactionRecord]:
+        """Record a compaction: free memory and the pageblock map before and after the body,
+        the vmstat counters it moved and the simulated time it cost."""
+        m = self.machine
+        t0 = time.perf_counter()
+        rec = CompactionRecord(index=len(self.compactions), trigger=trigger, time=m.now)
+        rec.before = free_state(m)
+        rec.map_before = pageblock_map(m)
+        counters_before = dict(m.vmstat)
+        stall0 = stall_seconds(m)
+        try:
+            yield rec
+        finally:
+            rec.after = free_state(m)
+            rec.map_after = pageblock_map(m)
+            rec.counters = {k: v - counters_before.get(k, 0) for k, v in sorted(m.vmstat.items())
+                            if v != counters_before.get(k, 0)}
+            rec.stall_seconds = stall_seconds(m) - stall0
+            self.compactions.append(rec)
+            self.timings["compaction_s"] += time.perf_counter() - t0
+
+    def sample(self, reason: str = "interval") -> dict[str, Any]:
+        """Record buddyinfo, pagetypeinfo counts, vmstat, driver and probe figures now."""
+        t0 = time.perf_counter()
+        m = self.machine
+        s: dict[str, Any] = {
+            "time_s": m.now,
+            "reason": reason,
+            "used_pages": m.managed_pages - m.nr_free_pages,
+            **free_state(m, pagetypes=True),
+            "vmstat": dict(vmstat_items(m)),
+            "drivers": {name: d.stats() for name, d in self.drivers.items()},
+            "probes": {p.name: {"attempts": p.attempts, "failures": p.failures}
+                       for w in self.workloads.values() for p in w.probes()},
+        }
+        self.samples.append(s)
+        self.timings["samples_s"] += time.perf_counter() - t0
+        return s
+
+    # ---------------------------------------------------------------- set-up
+    def _setup(self) -> None:
+        host = self.host
+        installed_drivers = host.drivers() if self.scenario.drivers else {}
+        for spec in self.scenario.drivers:
+            info = installed_drivers[spec.name]
+            options = dict(spec.options)
+            options.update(_plugin=info.plugin, _rng=self.rng(spec.name, "driver"))
+            self.drivers[spec.name] = info.factory(self.machine, options)
+        installed = host.workloads() if self.scenario.workloads else {}
+        for spec in self.scenario.workloads:
+            info = installed[spec.type]
+            options = dict(spec.options)
+            options["name"] = spec.name
+            self.workloads[spec.name] = info.factory(self.machine, options, self.rng(spec.name, "workload"))
+            self._specs[spec.name] = spec
+            self._pending.append(spec.name)
+
+    # ---------------------------------------------------------------- the timeline
+    def _due(self, entry: TimelineEntry, now: float) -> bool:
+        due = 0.0 if entry.at is None else entry.at
+        if entry.after is not None:
+            due = max(due, self._last_fired + entry.after)
+        if now + EPS < due:
+            return False
+        if entry.when is not None:
+            value = usage_pages(self.machine, entry.when.metric)
+            return entry.when.holds(value, self.machine.managed_pages)
+        return True
+
+    def _fire_timeline(self, now: float) -> None:
+        entries = self.scenario.timeline
+        while self._next_entry < len(entries) and self._due(entries[self._next_entry], now):
+            entry = entries[self._next_entry]
+            self._next_entry += 1
+            self._last_fired = now
+            self.run_command(entry)
+
+    def run_command(self, entry: TimelineEntry) -> None:
+        t0 = time.perf_counter()
+        info = self.host.commands()[entry.command]
+        log.info("timeline_command", time=self.machine.now, command=entry.line)
+        try:
+            out = info.handler(self, entry.args)
+        finally:
+            self.machine.movable.raise_if_failed()
+            self.timings["commands_s"] += time.perf_counter() - t0
+        self.timeline.append({"time_s": self.machine.now, "command": entry.line, "result": dict(out or {})})
+
+    # ---------------------------------------------------------------- the loop
+    def _workloads_step(self, now: float, dt: float) -> None:
+        for name in list(self._pending):
+            spec = self._specs[name]
+            if spec.start <= now + EPS:
+                self._pending.remove(name)
+                self._active.append(name)
+                self.workloads[name].start(now)
+        for name in list(self._active):
+            spec = self._specs[name]
+            w = self.workloads[name]
+            if spec.stop is not None and spec.stop <= now + EPS:
+                w.stop(now)
+                self._active.remove(name)
+                continue
+            w.step(now, dt)
+
+    def _step(self, now: float, dt: float) -> None:
+        m = self.machine
+        m.now = now
+        self._fire_timeline(now)
+        t0 = time.perf_counter()
+        self._workloads_step(now, dt)
+        t1 = time.perf_counter()
+        for d in self.drivers.values():
+            d.tick(now)
+        t2 = time.perf_counter()
+        if background_tick is not None:
+            background_tick(m, now)
+        t3 = time.perf_counter()
+        self.timings["workloads_s"] += t1 - t0
+        self.timings["drivers_s"] += t2 - t1
+        self.timings["daemons_s"] += t3 - t2
+        m.movable.raise_if_failed()
+
+    def execute(self, progress: ProgressFn | None = None) -> RunResult:
+        """Run the scenario to its end (or to a driver failure under ``on_driver_error = "fail"``)."""
+        t_start = time.perf_counter()
+        sc = self.scenario
+        self._setup()
+        self.host.hook.pagemig_run_start(run=self)
+        self.maps["start"] = pageblock_map(self.machine)
+        self.timings["setup_s"] = time.perf_counter() - t_start
+        t_loop = time.perf_counter()
+        self.sample("start")
+        n_steps = int(np.ceil(sc.duration / sc.step - EPS))
+        next_sample = sc.sample_interval
+        try:
+            for k in range(n_steps):
+                now = k * sc.step
+                dt = min(sc.step, sc.duration - now)
+                self._step(now, dt)
+                now = min(sc.duration, (k + 1) * sc.step)
+                self.machine.now = now
+                if now + EPS >= next_sample:
+                    self.sample()
+                    while next_sample <= now + EPS:
+                        next_sample += sc.sample_interval
+                if progress is not None:
+                    progress(now, sc.duration)
+            self.machine.now = sc.duration
+            self._fire_timeline(sc.duration)  # entries at the very end of the run
+        except DriverError as exc:
+            self.error = str(exc)
+            log.error("run_stopped", reason="driver_error", error=str(exc))
+        if self.samples[-1]["time_s"] < self.machine.now:
+            self.sample("end")
+        self.maps["end"] = pageblock_map(self.machine)
+        self.timings["loop_s"] = time.perf_counter() - t_loop
+        t0 = time.perf_counter()
+        report = check(self.machine)
+        self.timings["checker_s"] = time.perf_counter() - t0
+        self.timings["total_s"] = time.perf_counter() - t_start
+        result = self._result(report.as_dict())
+        self.host.hook.pagemig_run_end(run=self, result=result)
+        log.info("run_done", scenario=sc.name, seed=sc.seed, simulated_s=self.machine.now,
+                 wall_s=round(self.timings["total_s"], 3), checker_ok=report.ok, error=self.error)
+        return result
+
+    def _machine_summary(self) -> dict[str, Any]:
+        m = self.machine
+        return {
+            "nr_pages": m.nr_pages,
+            "managed_pages": m.managed_pages,
+            "pageblock_order": m.pageblock_order,
+            "full_mm": self.full_mm,
+            "sysctl": attrs.asdict(m.sysctl),
+            "zones": [{"name": z.name, "start_pfn": z.start_pfn, "spanned_pages": z.spanned_pages,
+                       "managed_pages": z.managed_pages, "min": z.wmark_min, "low": z.wmark_low,
+                       "high": z.wmark_high} for z in m.zones],
+        }
+
+    def _result(self, checker: dict[str, Any]) -> RunResult:
+        plugins = [{"name": r.name, "distribution": r.distribution, "version": r.version, "builtin": r.builtin,
+                    "error": r.error} for r in self.host.listing()]
+        drivers = {}
+        for name, d in self.drivers.items():
+            drivers[name] = {"plugin": getattr(d, "plugin", ""), "movable": bool(getattr(d, "movable", True)),
+                             **d.stats()}
+        workloads = {name: {"type": self._specs[name].type, **w.stats()} for name, w in self.workloads.items()}
+        probes = [p.as_dict() for w in self.workloads.values() for p in w.probes()]
+        faults = {"/".join(k): v for k, v in sorted(self.machine.movable.faults.items())}
+        return RunResult(
+            pagemig_version=__version__,
+            plugins=plugins,
+            scenario=self.scenario.resolved(),
+            seed=self.scenario.seed,
+            machine=self._machine_summary(),
+            samples=self.samples,
+            compactions=self.compactions,
+            timeline=self.timeline,
+            workloads=workloads,
+            vmstat=dict(vmstat_items(self.machine)),
+            drivers=drivers,
+            probes=probes,
+            checker=checker,
+            driver_faults=faults,
+            error=self.error,
+            timings={k: round(v, 6) for k, v in self.timings.items()},
+            maps=self.maps,
+        )
+
+
+def run_scenario(scenario: Scenario, host: Any, *, progress: ProgressFn | None = None) -> RunResult:
+    """Build the machine, drivers and workloads of a scenario and run it to the end."""
+    return Run(scenario, host).execute(progress)
