@@ -153,16 +153,13 @@ def verify_outcomes(machine: Machine, driver: Driver, outcomes: list[vm.Outcome]
             continue
         if o.migrated:
             dst = o.dst
-            if src in now and src not in dsts:
+            keeps_src = src in now and src not in dsts
+            if keeps_src or dst not in now:
+                what = " and ".join(x for x in (f"still lists src {src:#x}" if keeps_src else "",
+                                                f"does not list dst {dst:#x}" if dst not in now else "") if x)
                 raise ConformanceError("migrate-moves-references",
                                        f"migrate_page moved pfn {src:#x} to {dst:#x} and returned success, "
-                                       f"but expected_contents() still lists {src:#x}",
-                                       driver=driver.name, plugin=driver.plugin)
-            if dst not in now:
-                raise ConformanceError("migrate-moves-references",
-                                       f"migrate_page moved pfn {src:#x} to {dst:#x} and returned success, "
-                                       f"but expected_contents() does not list {dst:#x}",
-                                       driver=driver.name, plugin=driver.plugin)
+                                       f"but expected_contents() {what}", driver=driver.name, plugin=driver.plugin)
             if int(token[dst]) != tokens_before[src]:
                 raise ConformanceError("migrate-copies-content",
                                        f"pfn {src:#x} held {tokens_before[src]:#x}; after migrating it to "
@@ -200,18 +197,22 @@ def migrate_and_verify(machine: Machine, driver: Driver, pfns: list[int], mode: 
     return outcomes
 
 
-def default_state(machine: Machine, driver: Driver) -> tuple[tuple[int, int, bool], ...]:
-    """What the kit compares when the driver has no ``conformance_state()``: each page the
-    driver lists, the content it recorded, and whether the page is marked movable."""
+class DefaultState(tuple[tuple[int, int, bool], ...]):
+    """(pfn, content, movable) for each page the driver lists: what the kit compares when
+    the driver has no ``conformance_state()``."""
+
+
+def default_state(machine: Machine, driver: Driver) -> DefaultState:
+    """Each page the driver lists, the content it recorded, and whether it is marked movable."""
     pfns, tokens = expected(driver)
     order = np.argsort(pfns)
     pfns, tokens = pfns[order], tokens[order]
     mov = (machine.pages.flags[pfns] & MOVABLE) != 0
-    return tuple(zip(pfns.tolist(), tokens.tolist(), mov.tolist(), strict=True))
+    return DefaultState(zip(pfns.tolist(), tokens.tolist(), mov.tolist(), strict=True))
 
 
 def describe_state_change(before: Any, after: Any) -> str:
-    if isinstance(before, tuple) and isinstance(after, tuple):
+    if isinstance(before, DefaultState) and isinstance(after, DefaultState):
         b = {p: (t, m) for p, t, m in before}
         a = {p: (t, m) for p, t, m in after}
         parts = []
@@ -229,7 +230,29 @@ def describe_state_change(before: Any, after: Any) -> str:
             parts.append(f"{len(changed)} page(s) changed content (first pfn {changed[0]:#x})")
         if parts:
             return "; ".join(parts)
-    return f"conformance_state() was {before!r:.200}, became {after!r:.200}"
+    if isinstance(before, tuple) and isinstance(after, tuple) and len(before) == len(after):
+        parts = [f"item {i}: {_diff_item(b, a)}" for i, (b, a) in enumerate(zip(before, after, strict=True))
+                 if b != a]
+        return "conformance_state() changed: " + "; ".join(parts)
+    return f"conformance_state() changed: {_diff_item(before, after)}"
+
+
+def _diff_item(before: Any, after: Any) -> str:
+    """One changed value, said briefly: for sets, what left and what came."""
+    def show(items: list[Any]) -> str:
+        shown = ", ".join(hex(x) if isinstance(x, int) else repr(x) for x in items[:3])
+        return shown + (", ..." if len(items) > 3 else "")
+
+    if isinstance(before, set | frozenset) and isinstance(after, set | frozenset):
+        gone = sorted(before - after, key=repr)
+        new = sorted(after - before, key=repr)
+        bits = []
+        if gone:
+            bits.append(f"{len(gone)} gone ({show(gone)})")
+        if new:
+            bits.append(f"{len(new)} new ({show(new)})")
+        return ", ".join(bits)
+    return f"was {before!r:.80}, became {after!r:.80}"
 
 
 # ------------------------------------------------------------------ the suite
@@ -253,7 +276,9 @@ class DriverConformance:
     ``nr_pages``
         how many pages the tests ask ``populate`` for;
     ``max_examples`` / ``step_count``
-        how many random operation sequences the hypothesis test tries, and how long each is.
+        how many random operation sequences the hypothesis test tries, and how long each is;
+    ``hypothesis_settings``
+        any other ``hypothesis.settings`` for that test (``derandomize``, ``database``, ``phases``).
     """
 
     plugin: ClassVar[Any] = None
@@ -265,6 +290,7 @@ class DriverConformance:
     nr_pages: ClassVar[int] = 256
     max_examples: ClassVar[int] = 25
     step_count: ClassVar[int] = 20
+    hypothesis_settings: ClassVar[Mapping[str, Any]] = {}
 
     # ---------------------------------------------------------------- helpers a subclass may use
     @classmethod
@@ -443,24 +469,22 @@ class DriverConformance:
         iso = self.isolate_all(machine, driver, "isolate_page", limit=64)
         first_answer: dict[int, int] = {}
 
-        def busy_twice(src: int, pass_: int) -> int | None:
-            return -EAGAIN if pass_ < 2 else None
+        def busy_twice(src: int, attempt: int) -> int | None:
+            return -EAGAIN if attempt < 2 else None
 
-        def between(pass_: int) -> None:
-            now = listed(driver)
-            for src in iso:
-                if not machine.pages._flags[src] & ISOLATED or src not in now:
-                    raise ConformanceError("eagain-leaves-src", f"after -EAGAIN (pass {pass_ + 1}) pfn {src:#x} "
-                                           "is no longer isolated or no longer the driver's",
-                                           driver=driver.name, plugin=driver.plugin)
+        def before_retry(src: int, attempt: int) -> None:
+            if not machine.pages._flags[src] & ISOLATED or src not in listed(driver):
+                raise ConformanceError("eagain-leaves-src", f"after -EAGAIN (attempt {attempt}) pfn {src:#x} "
+                                       "is no longer isolated or no longer the driver's",
+                                       driver=driver.name, plugin=driver.plugin)
 
         outcomes = migrate_and_verify(machine, driver, iso, MigrateMode.SYNC, what="migration with -EAGAIN",
-                                      inject=busy_twice, between_passes=between,
-                                      observe=lambda o, p: first_answer.setdefault(o.src, o.rc))
+                                      inject=busy_twice, before_retry=before_retry,
+                                      observe=lambda src, attempt, rc: first_answer.setdefault(src, rc))
         assert all(rc == -EAGAIN for rc in first_answer.values())
         if not any(o.migrated and o.passes == 3 for o in outcomes):
             raise ConformanceError("eagain-leaves-src", "no page answering -EAGAIN twice migrated on the third "
-                                   f"pass (answers: {dict(Counter(o.rc for o in outcomes))})",
+                                   f"attempt (answers: {dict(Counter(o.rc for o in outcomes))})",
                                    driver=driver.name, plugin=driver.plugin)
         assert_no_page_lost(machine, driver, when="after migration with retries")
 
@@ -475,13 +499,13 @@ class DriverConformance:
         stack.enter_context(contended())
         answers: dict[int, int] = {}
 
-        def first(o: vm.Outcome, pass_: int) -> None:
-            if pass_ == 0:
-                answers[o.src] = o.rc
+        def first(src: int, attempt: int, rc: int) -> None:
+            if attempt == 0:
+                answers[src] = rc
 
         try:
             outcomes = migrate_and_verify(machine, driver, iso, MigrateMode.SYNC, what="migration while contended",
-                                          observe=first, between_passes=lambda p: stack.close())
+                                          observe=first, before_retry=lambda src, attempt: stack.close())
         finally:
             stack.close()
         wrong = {src: rc for src, rc in answers.items() if rc != -EAGAIN}

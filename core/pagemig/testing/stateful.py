@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
@@ -134,6 +134,9 @@ def run_random_operations(suite: DriverConformance) -> None:
                 vm.putback(self.machine, self._live_isolated())
             assert_no_page_lost(self.machine, self.driver, when="after putting every page back")
 
-    run_state_machine_as_test(DriverOperations, settings=settings(
-        max_examples=suite.max_examples, stateful_step_count=suite.step_count, deadline=None,
-        suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much]))
+    chosen: dict[str, Any] = {
+        "max_examples": suite.max_examples, "stateful_step_count": suite.step_count, "deadline": None,
+        "suppress_health_check": [HealthCheck.too_slow, HealthCheck.filter_too_much],
+    }
+    chosen.update(suite.hypothesis_settings)
+    run_state_machine_as_test(DriverOperations, settings=settings(**chosen))

@@ -1,21 +1,22 @@
-"""The VM side as the kit drives it: isolate, migrate with passes, put back, one page at a time.
+"""The VM side as the kit drives it: isolate, migrate, put back, compact.
 
 The kit needs finer control than compaction gives: which page, which mode, a fault
-injected before a given pass, and an outcome per page, so that a failure can name
-the pfn and the rule.  So it calls the core's per-page VM functions
-(:func:`~pagemig.mm.movable.isolate_movable_page`,
-:func:`~pagemig.mm.movable.migrate_movable_page`,
-:func:`~pagemig.mm.movable.putback_movable_page`) the way ``migrate_pages`` does:
-up to 10 passes while a page answers -EAGAIN, -ENOMEM stops everything, any other
-error fails the page, failed pages are put back, a page the driver freed while
-isolated counts as migrated and is released.  Whole-machine compaction, when the
-core provides it, is reached through :func:`compact_all`.
+injected on a given attempt, an outcome per page, so that a failure can name the
+pfn and the rule.  So it isolates pages itself with the core's
+:func:`~pagemig.mm.movable.isolate_movable_page` and migrates them with the core's
+own :func:`~pagemig.mm.migrate.migrate_pages` (passes, -EAGAIN retries, -ENOMEM,
+put back, orphans released), watching each call into the driver through a
+temporary wrapper of its ``migrate_page``.  Whole-machine compaction is the
+core's :func:`~pagemig.mm.compaction.compact_memory`.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import importlib
-from collections.abc import Callable, Iterable
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import attrs
@@ -23,6 +24,7 @@ import numpy as np
 
 from pagemig.mm.gfp import GFP_HIGHUSER_MOVABLE
 from pagemig.mm.machine import Machine
+from pagemig.mm.migrate import MIGRATE_PASSES, migrate_pages
 from pagemig.mm.movable import (
     EAGAIN,
     ENOMEM,
@@ -30,17 +32,17 @@ from pagemig.mm.movable import (
     MigrateMode,
     is_orphan,
     isolate_movable_page,
-    migrate_movable_page,
     putback_movable_page,
 )
-from pagemig.mm.pages import PageFlag, PageKind
+from pagemig.mm.pages import Page, PageFlag, PageKind
 
-NR_MIGRATE_PASSES = 10  # migrate_pages(): "for (pass = 0; pass < 10 && retry; pass++)"
+NR_MIGRATE_PASSES = MIGRATE_PASSES
+EIO_BAD = -errno.EIO  # recorded for an answer that is not an int (the core turns it into -EIO)
 DRIVER = int(PageKind.DRIVER)
 MOVABLE = int(PageFlag.MOVABLE)
 ISOLATED = int(PageFlag.ISOLATED)
 
-# inject(src_pfn, pass) -> an errno to answer instead of calling the driver, or None to call it.
+# inject(src_pfn, attempt) -> an errno to answer instead of calling the driver, or None to call it.
 Injector = Callable[[int, int], int | None]
 
 
@@ -48,14 +50,15 @@ Injector = Callable[[int, int], int | None]
 class Outcome:
     """What became of one isolated page: ``rc`` is its last answer, ``dst`` the page it
     now lives in (-1 if it did not move), ``passes`` how many passes it took part in,
-    ``orphan`` whether its driver had freed it while it was isolated."""
+    ``orphan`` whether its driver had freed it while it was isolated (it is then
+    released, not moved)."""
 
     src: int
     rc: int = -EAGAIN  # not tried yet: counts as a failure if it never is
     dst: int = -1
-    passes: int = 0
+    passes: int = 0  # attempts: each pass of migrate_pages that reached this page
     orphan: bool = False
-    calls: int = 0  # how many times the driver's migrate_page was called for it
+    calls: int = 0  # how many of them reached the driver (the rest were injected)
 
     @property
     def migrated(self) -> bool:
@@ -94,84 +97,98 @@ def _alloc_target(machine: Machine, owner_id: int) -> int:
     return machine.alloc_pages(GFP_HIGHUSER_MOVABLE, 0, owner_id, PageKind.DRIVER)
 
 
-def migrate(machine: Machine, pfns: Iterable[int], mode: MigrateMode = MigrateMode.SYNC, *,
-            inject: Injector | None = None, passes: int = NR_MIGRATE_PASSES,
-            between_passes: Callable[[int], None] | None = None,
-            observe: Callable[[Outcome, int], None] | None = None) -> list[Outcome]:
-    """Migrate isolated pages as ``migrate_pages`` does (v4.x passes), then put back the failures.
+@contextlib.contextmanager
+def _watching(ops: Any, around: Callable[..., int]) -> Iterator[None]:
+    """Route ``ops.migrate_page`` through ``around(real, dst, src, mode)`` for the block.
 
-    ``inject`` answers for the driver on some attempts (the kit's fault injection: a
-    page busy at the VM's level, say); ``observe(outcome, pass)`` sees every answer;
-    ``between_passes(pass)`` runs after each pass that leaves pages to retry, so a
-    test can change the driver's state between retries.  Every page handed in
-    ends migrated, put back or released; nothing stays isolated.
+    The wrapper is an attribute of the very ops object the driver registered, so
+    ``set_movable(dst, ops)`` inside the callback still finds the same ops.
     """
-    outcomes = {int(p): Outcome(int(p)) for p in pfns}
-    pending = list(outcomes)
-    aborted = False
+    real = ops.migrate_page
+    had_own = "migrate_page" in getattr(ops, "__dict__", {})
     try:
-        for pass_ in range(passes):
-            if not pending or aborted:
-                break
-            retry: list[int] = []
-            for src in pending:
-                out = outcomes[src]
-                out.passes += 1
-                if aborted:  # -ENOMEM stopped the whole migration: the rest fail untried
-                    out.rc = -ENOMEM
-                    retry.append(src)
-                    continue
-                if is_orphan(machine, src):
-                    out.rc, out.orphan = MIGRATEPAGE_SUCCESS, True
-                    machine.release_orphan(src)
-                    if observe is not None:
-                        observe(out, pass_)
-                    continue
-                forced = inject(src, pass_) if inject is not None else None
-                if forced == MIGRATEPAGE_SUCCESS:
-                    raise ValueError("an injected fault must be an error, not MIGRATEPAGE_SUCCESS")
-                if forced is not None:
-                    out.rc = forced
-                else:
-                    owner_id = machine.pages._owner[src]
-                    dst = _alloc_target(machine, owner_id)
-                    if dst < 0:
-                        out.rc = -ENOMEM
-                    else:
-                        out.calls += 1
-                        rc, consumed = migrate_movable_page(machine, dst, src, mode)
-                        out.rc = rc
-                        if rc == MIGRATEPAGE_SUCCESS:
-                            if consumed:
-                                out.dst = dst
-                                machine.free_pages(src)
-                            else:  # an orphan found by the core itself
-                                out.orphan = True
-                                machine.free_pages(dst)
-                                machine.release_orphan(src)
-                            if observe is not None:
-                                observe(out, pass_)
-                            continue
-                        if not consumed:
-                            machine.free_pages(dst)
-                if observe is not None:
-                    observe(out, pass_)
-                if out.rc == -EAGAIN:
-                    retry.append(src)
-                elif out.rc == -ENOMEM:
-                    aborted = True
-                    retry.append(src)
-                elif out.rc != MIGRATEPAGE_SUCCESS:
-                    putback_movable_page(machine, src)
-            pending = retry
-            if between_passes is not None and pending:
-                between_passes(pass_)
+        ops.migrate_page = lambda dst, src, mode: around(real, dst, src, mode)
+    except AttributeError as exc:  # a __slots__ class without the attribute
+        raise TypeError(f"{type(ops).__name__}: the kit cannot watch migrate_page on an object "
+                        "without a __dict__") from exc
+    try:
+        yield
     finally:
-        # Pages still retrying after the last pass (or after -ENOMEM) count as failed.
-        for src in pending:
-            if machine.pages._flags[src] & ISOLATED:
-                outcomes[src].orphan = is_orphan(machine, src)  # putback releases those
-                putback_movable_page(machine, src)
+        if had_own:
+            ops.migrate_page = real
+        else:
+            del ops.migrate_page
+
+
+def migrate(machine: Machine, pfns: Iterable[int], mode: MigrateMode = MigrateMode.SYNC, *,
+            inject: Injector | None = None, before_retry: Callable[[int, int], None] | None = None,
+            observe: Callable[[int, int, int], None] | None = None) -> list[Outcome]:
+    """Migrate isolated driver pages with the core's ``migrate_pages``; one outcome per page.
+
+    ``inject(src, attempt)`` may answer for the driver (the kit's fault injection: the
+    driver is not called, as if it had answered so itself); ``before_retry(src,
+    attempt)`` runs before every attempt after the first, so a test can look at a
+    page waiting to be retried or change the driver's state; ``observe(src, attempt,
+    rc)`` sees every answer.  Every page handed in ends migrated, put back or
+    released: nothing stays isolated.
+    """
+    arr = [int(p) for p in pfns]
+    outcomes = {p: Outcome(p) for p in arr}
+    if not arr:
+        return []
+    registry = machine.movable
+    owners = {int(machine.pages._owner[p]) for p in arr if not is_orphan(machine, p)}
+    orphans_before = {p for p in arr if is_orphan(machine, p)}
+    attempts: Counter[int] = Counter()
+    dst_of: dict[int, int] = {}
+    returned: set[int] = set()
+
+    def around(real: Callable[[Page, Page, MigrateMode], int], dst: Page, src: Page, m: MigrateMode) -> int:
+        n = attempts[src.pfn]
+        attempts[src.pfn] += 1
+        out = outcomes[src.pfn]
+        out.passes += 1
+        if n and before_retry is not None:
+            before_retry(src.pfn, n)
+        forced = inject(src.pfn, n) if inject is not None else None
+        if forced == MIGRATEPAGE_SUCCESS:
+            raise ValueError("an injected fault must be an error, not MIGRATEPAGE_SUCCESS")
+        if forced is not None:
+            rc: Any = forced
+        else:
+            out.calls += 1
+            rc = real(dst, src, m)
+        out.rc = rc if isinstance(rc, int) and not isinstance(rc, bool) else -EIO_BAD
+        if observe is not None:
+            observe(src.pfn, n, out.rc)
+        return rc
+
+    def get_new_page(src: int) -> int:
+        dst = _alloc_target(machine, int(machine.pages._owner[src]) or 1)
+        if dst >= 0:
+            dst_of[src] = dst
+        return dst
+
+    def put_new_page(dst: int) -> None:
+        returned.add(dst)
+        machine.free_pages(dst)
+
+    with contextlib.ExitStack() as stack:
+        for owner_id in owners:
+            ops = registry.ops_by_owner.get(owner_id)
+            if ops is not None:
+                stack.enter_context(_watching(ops, around))
+        result = migrate_pages(machine, arr, get_new_page, put_new_page, mode)
+    failed = set(result.putback)
+    for p, out in outcomes.items():
+        if p in failed:
+            if not attempts[p]:
+                out.rc = -ENOMEM if result.rc == -ENOMEM else out.rc
+            out.orphan = p in orphans_before
+        elif p in orphans_before or p not in dst_of or out.rc != MIGRATEPAGE_SUCCESS:
+            out.orphan, out.rc = True, MIGRATEPAGE_SUCCESS  # freed by its driver while isolated
+        else:
+            out.dst = dst_of[p]
     return list(outcomes.values())
 
 
