@@ -502,3 +502,19 @@ def test_reclaimable_protocol_is_what_owners_implement() -> None:
     assert isinstance(LruOwner(m, "w"), Reclaimable)
     assert isinstance(CountingOwner(m, "c", 0, 0), Reclaimable)
     assert not isinstance(Owner(), Reclaimable)
+
+
+def test_an_owner_that_churns_without_reclaim_keeps_its_lists_small() -> None:
+    m = small_machine()
+    w = LruOwner(m, "proc")
+    for _ in range(60):
+        pfns = w.alloc(500, ANON)
+        w.touch(pfns[:100])
+        w.free(pfns)
+    w.alloc(10, ANON)
+    # stale entries are dropped once they outnumber the live ones (plus a slack of 4096)
+    assert len(w._queues[ANON]) <= 2 * 10 + 4096 + 600
+    stats = reclaim_pages(m, 100, priority=0)
+    assert stats.scanned == 0  # no swap: anon not scanned; the lists hold nothing stale that counts
+    register_swap_device(m, FakeSwap(100))
+    assert reclaim_pages(m, 100, priority=0).scanned == 10

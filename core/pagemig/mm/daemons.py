@@ -59,6 +59,7 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger(__name__)
 
+_DIRECT_RECLAIM = int(Gfp.DIRECT_RECLAIM)
 MAX_NR_ZONES = len(ZoneType)  # "no zone requested yet" (kswapd_highest_zoneidx's reset value)
 KSWAPD_NAP_SECONDS = 0.1  # schedule_timeout(HZ/10) in kswapd_try_to_sleep
 KSWAPD_RUNS_PER_TICK = 4  # balance_pgdat calls one tick may make before yielding to the event loop
@@ -165,7 +166,7 @@ def wakeup_kswapd(machine: Machine, order: int, highest_zoneidx: int, gfp: int =
         return
     if reclaim_state(machine).kswapd_failures >= MAX_RECLAIM_RETRIES or pgdat_balanced(
             machine, order, highest_zoneidx):
-        if not gfp & Gfp.DIRECT_RECLAIM:
+        if not gfp & _DIRECT_RECLAIM:
             wakeup_kcompactd(machine, order, highest_zoneidx)
         return
     k.wakeups += 1

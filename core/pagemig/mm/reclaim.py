@@ -332,6 +332,16 @@ class _SlotQueue:
         self.gen[self.tail:self.tail + n] = gens
         self.tail += n
 
+    def push1(self, slot: int, gen: int) -> None:
+        if self.tail == len(self.slot):
+            self.push(np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64))
+            if self.tail == len(self.slot):
+                self.push(np.asarray([slot]), np.asarray([gen]))
+                return
+        self.slot[self.tail] = slot
+        self.gen[self.tail] = gen
+        self.tail += 1
+
     def unpop(self, slots: np.ndarray, gens: np.ndarray) -> None:
         """Put entries back at the old end (they were popped and not used)."""
         n = len(slots)
@@ -398,6 +408,19 @@ class LruOwner(Owner):
             m = kinds == kind
             if m.any():
                 self._queues[kind].push(slots[m], self._gen[slots[m]])
+                self._trim(kind)
+
+    def _trim(self, kind: int) -> None:
+        """Drop stale entries (freed, re-added or touched pages) once they outnumber the
+        live ones, so an owner that churns pages without being reclaimed stays small."""
+        for q in (self._queues[kind], self._front[kind]):
+            if len(q) <= 2 * self._nr[kind] + 4096:
+                continue
+            slots, gens = q.pop(len(q))
+            pfn = self.pages.pfn[slots]
+            live = (pfn >= 0) & (self._gen[slots] == gens)
+            live[live] &= self.machine.pages.kind[pfn[live]] == kind
+            q.push(slots[live], gens[live])
 
     def add_many(self, pfns: np.ndarray, tokens: np.ndarray | None = None, *, dirty: bool = False) -> None:
         """Take freshly allocated ANON/FILE pages (kind already set by ``alloc_pages``),
@@ -422,7 +445,31 @@ class LruOwner(Owner):
         self._enqueue(pfns)
 
     def add(self, pfn: int, token: int | None = None, *, dirty: bool = False) -> None:
-        self.add_many(np.asarray([pfn], dtype=np.int64), None if token is None else np.asarray([token]), dirty=dirty)
+        """One page (the scalar fast path of :meth:`add_many`, for page-at-a-time workloads)."""
+        pages = self.machine.pages
+        kind = pages._kind[pfn]
+        if kind != ANON and kind != FILE:
+            raise ValueError(f"{self.name}: pfn {pfn:#x} is {PageKind(kind).name}, not an LRU page")
+        if pages._owner[pfn] != self.owner_id:
+            raise ValueError(f"{self.name}: pfn {pfn:#x} was not allocated for owner {self.owner_id}")
+        if token is None:
+            token = (self.owner_id << 48) | self._next_token
+            self._next_token += 1
+        self.pages.add(pfn, token)
+        if dirty:
+            pages._flags[pfn] |= DIRTY
+        self._nr[kind] += 1
+        slot = pages._private[pfn]
+        if slot >= len(self._gen):
+            g = np.zeros(len(self.pages.pfn), dtype=np.int64)
+            g[: len(self._gen)] = self._gen
+            self._gen = g
+        gen = int(self._gen[slot]) + 1
+        self._gen[slot] = gen
+        q = self._queues[kind]
+        q.push1(slot, gen)
+        if len(q) > 2 * self._nr[kind] + 4096:
+            self._trim(kind)
 
     def new_tokens(self, n: int) -> np.ndarray:
         """Content no other owner writes: the owner id in the top 16 bits, a sequence below."""

@@ -74,6 +74,15 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger(__name__)
 
+_DIRECT_RECLAIM = int(Gfp.DIRECT_RECLAIM)
+_ATOMIC = int(Gfp.ATOMIC)
+_MEMALLOC = int(Gfp.MEMALLOC)
+_NOMEMALLOC = int(Gfp.NOMEMALLOC)
+_NORETRY = int(Gfp.NORETRY)
+_RETRY_MAYFAIL = int(Gfp.RETRY_MAYFAIL)
+_NOFAIL = int(Gfp.NOFAIL)
+_MOVABLE_MT = int(MigrateType.MOVABLE)
+
 # enum compact_priority (include/linux/compaction.h): lower is more thorough
 COMPACT_PRIO_SYNC_FULL = 0
 COMPACT_PRIO_SYNC_LIGHT = 1
@@ -365,16 +374,16 @@ class FullSlowPath(SlowPath):
 
     def _slowpath(self, machine: Machine, order: int, ac: AllocContext,
                   trace: SlowPathTrace) -> tuple[int, Zone | None]:
-        gfp = ac.gfp
-        can_direct_reclaim = bool(gfp & Gfp.DIRECT_RECLAIM)
+        gfp = int(ac.gfp)
+        can_direct_reclaim = bool(gfp & _DIRECT_RECLAIM)
         costly_order = order > PAGE_ALLOC_COSTLY_ORDER
-        if gfp & Gfp.ATOMIC and can_direct_reclaim:  # WARN_ON_ONCE: atomic reserves are for atomic context
-            gfp &= ~Gfp.ATOMIC
+        if gfp & _ATOMIC and can_direct_reclaim:  # WARN_ON_ONCE: atomic reserves are for atomic context
+            gfp &= ~_ATOMIC
         compaction_retries = 0
         no_progress_loops = 0
         compact_priority = DEF_COMPACT_PRIORITY
         compact_result: str | None = None
-        pfmemalloc = bool(gfp & Gfp.MEMALLOC) and not gfp & Gfp.NOMEMALLOC
+        pfmemalloc = bool(gfp & _MEMALLOC) and not gfp & _NOMEMALLOC
 
         alloc_flags = gfp_to_alloc_flags(gfp)
         if alloc_flags & ALLOC_KSWAPD:
@@ -383,13 +392,13 @@ class FullSlowPath(SlowPath):
         if pfn >= 0:
             return pfn, zone
 
-        if (can_direct_reclaim and (costly_order or (order > 0 and ac.migratetype != MigrateType.MOVABLE))
+        if (can_direct_reclaim and (costly_order or (order > 0 and ac.migratetype != _MOVABLE_MT))
                 and not pfmemalloc):
             pfn, zone, compact_result = self._direct_compact(machine, order, alloc_flags, ac,
                                                              INIT_COMPACT_PRIORITY, trace)
             if pfn >= 0:
                 return pfn, zone
-            if costly_order and gfp & Gfp.NORETRY:
+            if costly_order and gfp & _NORETRY:
                 if compact_result in ("skipped", "deferred"):
                     trace.reason = "noretry"
                     return -1, None
@@ -415,10 +424,10 @@ class FullSlowPath(SlowPath):
             if pfn >= 0:
                 return pfn, zone
 
-            if gfp & Gfp.NORETRY:
+            if gfp & _NORETRY:
                 trace.reason = "noretry"
                 break
-            if costly_order and not gfp & Gfp.RETRY_MAYFAIL:
+            if costly_order and not gfp & _RETRY_MAYFAIL:
                 trace.reason = "costly"
                 break
             retry, no_progress_loops = self.should_reclaim_retry(
@@ -434,7 +443,7 @@ class FullSlowPath(SlowPath):
             trace.reason = "no_progress"
             break
 
-        if gfp & Gfp.NOFAIL and can_direct_reclaim:
+        if gfp & _NOFAIL and can_direct_reclaim:
             # __alloc_pages_cpuset_fallback(ALLOC_HARDER): reserves, but not all of them
             pfn, zone = self._freelist(machine, order, (alloc_flags & ~ALLOC_NO_WATERMARKS) | ALLOC_HARDER,
                                        ac, trace)
