@@ -485,3 +485,64 @@ def test_the_stall_clock_holds_every_slow_path_second() -> None:
     assert m.stall_seconds - before == pytest.approx(sp.stats.stall_seconds)  # type: ignore[attr-defined]
     assert sp.stats.stall_seconds > 8 * 4 * 1e-6
     assert_consistent(m)
+
+
+class AllocatingSwap:
+    """A swap device that, like zram, allocates memory to store what it is given: one page
+    per 4 pages swapped (its own owner), with GFP_NOIO as zram's fallback does."""
+
+    name = "zram-like"
+
+    def __init__(self, machine: Machine) -> None:
+        self.machine = machine
+        self.capacity = 10_000
+        self.store: dict[int, int] = {}
+        self.owner = SimpleOwner(machine, "zspages")
+        self.failed_allocs = 0
+
+    def swap_out(self, token: int) -> int | None:
+        if len(self.store) % 4 == 0:
+            pfn = self.machine.alloc_pages(GFP_KERNEL & ~Gfp.IO & ~Gfp.FS, 0, self.owner.owner_id, PageKind.DRIVER)
+            if pfn < 0:
+                self.failed_allocs += 1
+                return None
+            self.owner.pages.add(pfn, len(self.store))
+        h = len(self.store)
+        self.store[h] = token
+        return h
+
+    def swap_in(self, handle: int) -> int:
+        return self.store[handle]
+
+    def swap_free(self, handle: int) -> None:
+        del self.store[handle]
+
+
+def test_allocations_from_inside_reclaim_use_the_reserves_and_never_recurse() -> None:
+    from pagemig.mm.reclaim import register_swap_device
+
+    m = small_machine()
+    checkerboard(m, kind=ANON, lru_every=1)  # nothing free: the swap device's own pages must come from reserves
+    sp = install_full_mm(m, ScriptedCompaction())
+    traces: list[SlowPathTrace] = []
+    sp.on_trace = traces.append
+    w = m.owners[1]
+    w.free(w.pages.pfns()[:40])  # type: ignore[union-attr]  # 40 free pages, far below min
+    dev = AllocatingSwap(m)
+    register_swap_device(m, dev)
+    k = SimpleOwner(m, "k")
+    pfn = m.alloc_pages(GFP_KERNEL, 0, k.owner_id, PageKind.KERNEL)
+    assert pfn >= 0
+    k.pages.add(pfn, 9)
+    # the device's allocations went through the slow path below every watermark
+    # (PF_MEMALLOC: ALLOC_NO_WATERMARKS) and none of them reclaimed: every direct reclaim
+    # is the outer allocation's
+    outer = traces[-1]
+    assert outer.order == 0 and outer.pfn == pfn and outer.reclaim_rounds >= 1
+    inner = traces[:-1]
+    assert len(inner) == len(dev.owner.pages) > 0
+    assert all(t.reclaim_rounds == 0 and t.pfn >= 0 for t in inner)
+    assert m.vmstat["allocstall_normal"] == outer.reclaim_rounds
+    assert dev.failed_allocs == 0
+    assert m.vmstat["pswpout"] == len(dev.store)
+    assert_consistent(m)

@@ -699,6 +699,7 @@ class ReclaimState:
     swap: SwapSpace
     shrinkers: list[Shrinker] = attrs.field(factory=list)
     kswapd_failures: int = 0  # balance_pgdat runs that reclaimed nothing; reset by any progress
+    in_reclaim: int = 0  # > 0 while owners shrink: PF_MEMALLOC for allocations made meanwhile
     direct_seconds: float = 0.0  # simulated time spent in direct reclaim
     kswapd_seconds: float = 0.0  # simulated CPU time kswapd spent reclaiming
     swapin_seconds: float = 0.0
@@ -929,12 +930,16 @@ def shrink_node(machine: Machine, sc: ScanControl) -> int:
     state = reclaim_state(machine)
     start_reclaimed = sc.nr_reclaimed
     start_seconds = sc.seconds
-    while True:
-        _, got = _shrink_lru_round(machine, sc, owners)
-        if got:
-            state.kswapd_failures = 0
-        if not should_continue_reclaim(machine, got, sc):
-            break
+    state.in_reclaim += 1
+    try:
+        while True:
+            _, got = _shrink_lru_round(machine, sc, owners)
+            if got:
+                state.kswapd_failures = 0
+            if not should_continue_reclaim(machine, got, sc):
+                break
+    finally:
+        state.in_reclaim -= 1
     spent = sc.seconds - start_seconds
     if sc.kswapd:
         state.kswapd_seconds += spent

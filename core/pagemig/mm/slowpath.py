@@ -26,9 +26,11 @@ Simplified, and why:
   and then fails too (the kernel would loop until the OOM killer freed memory;
   a simulator that cannot kill would loop for ever).  Failures are counted in
   :class:`SlowPathStats` and by the machine (``pgalloc_fail``).
-* No per-cpu lists, highatomic reserves, cpusets or PF_MEMALLOC tasks:
-  ``drain_all_pages`` and ``unreserve_highatomic_pageblock`` have nothing to do.
-  ``__GFP_MEMALLOC`` does get ``ALLOC_NO_WATERMARKS``.
+* No per-cpu lists, highatomic reserves or cpusets: ``drain_all_pages`` and
+  ``unreserve_highatomic_pageblock`` have nothing to do.  ``__GFP_MEMALLOC`` gets
+  ``ALLOC_NO_WATERMARKS``, and so does an allocation made while reclaim is running
+  (``PF_MEMALLOC``: a swap device such as zram allocating its storage), which never
+  recurses into reclaim.
 * kswapd runs when the event loop next calls
   :func:`pagemig.mm.daemons.background_tick`, not concurrently with the
   allocation; a waking allocation does not wait for it.
@@ -62,6 +64,7 @@ from pagemig.mm.machine import SlowPath
 from pagemig.mm.pages import PAGE_ALLOC_COSTLY_ORDER
 from pagemig.mm.reclaim import (
     MAX_RECLAIM_RETRIES,
+    reclaim_state,
     reclaimable_owner_mask,
     try_to_free_pages,
     zone_reclaimable_pages,
@@ -383,7 +386,10 @@ class FullSlowPath(SlowPath):
         no_progress_loops = 0
         compact_priority = DEF_COMPACT_PRIORITY
         compact_result: str | None = None
-        pfmemalloc = bool(gfp & _MEMALLOC) and not gfp & _NOMEMALLOC
+        # PF_MEMALLOC: an allocation made from inside reclaim (a swap device storing a page)
+        # may use every reserve, and must not recurse into reclaim
+        in_reclaim = reclaim_state(machine).in_reclaim > 0
+        pfmemalloc = bool(gfp & _MEMALLOC or in_reclaim) and not gfp & _NOMEMALLOC
 
         alloc_flags = gfp_to_alloc_flags(gfp)
         if alloc_flags & ALLOC_KSWAPD:
@@ -414,6 +420,9 @@ class FullSlowPath(SlowPath):
                 return pfn, zone
             if not can_direct_reclaim:
                 trace.reason = "atomic"
+                return -1, None
+            if in_reclaim:  # avoid recursion of direct reclaim
+                trace.reason = "in_reclaim"
                 return -1, None
 
             pfn, zone, did_some_progress = self._direct_reclaim(machine, order, alloc_flags, ac, trace)
