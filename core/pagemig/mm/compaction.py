@@ -687,7 +687,7 @@ def isolate_migratepages_block(machine: Machine, cc: CompactControl, low_pfn: in
     pflags = pages._flags
     isolated: list[int] | np.ndarray
     first_lru = -1
-    skipped = 0  # pfns a chunk failure jumped over (not scanned)
+    skipped = 0  # visited pfns a chunk failure jumped over (not scanned)
     if not skip_on_failure:
         drv_c = drv[cand] if len(cand) else np.zeros(0, dtype=bool)
         if not drv_c.any():
@@ -723,10 +723,14 @@ def isolate_migratepages_block(machine: Machine, cc: CompactControl, low_pfn: in
         skip_bits[first_lru >> pbo] = 1
     nr_isolated = len(isolated)
     new_low = low_pfn + stop
-    overshoot = 0
-    if stop == n and len(special):
-        overshoot = max(0, int((special + sizes).max()) - n)
-    nr_scanned = stop + overshoot - skipped
+    # v6.1 counts the pfns the loop visits, a compound page with all its pages and a free
+    # block as one pfn (its pages were counted only from v6.3)
+    nr_scanned = int(np.count_nonzero(visited[:stop])) - skipped
+    if len(special):
+        comp = (pages.flags[special + low_pfn] & HEAD) != 0
+        comp &= (special < stop) & visited[special]
+        if comp.any():
+            nr_scanned += int((sizes[comp] - 1).sum())
     if new_low == end_pfn and (not nr_isolated or cc.rescan):
         if valid_page and not skip_updated:
             skip_bits[low_pfn >> pbo] = 1
@@ -757,7 +761,6 @@ def _isolate_in_chunks(machine: Machine, cc: CompactControl, low_pfn: int, end_p
     fail_abs = np.flatnonzero(fail) + low_pfn
     cand_abs = cand + low_pfn
     cand_is_drv = drv[cand]
-    span = {int(s) + low_pfn: int(z) for s, z in zip(special.tolist(), sizes.tolist(), strict=True)}
     n = end_pfn - low_pfn
     first_lru = -1
     stop = n
@@ -813,14 +816,14 @@ def _isolate_in_chunks(machine: Machine, cc: CompactControl, low_pfn: int, end_p
             k = int(np.searchsorted(vis_abs, c_end))
             stop = int(vis_abs[k]) - low_pfn if k < len(vis_abs) else n
             break
-    # pfns jumped over after a failure, in chunks the walk passed through
+    # pfns the walk would have visited but jumped over after a failure in their chunk
     skipped = 0
     stop_abs = low_pfn + stop
     for c, q in fail_at.items():
         if q >= stop_abs:
             continue
         c_end = min((c + 1) << order, end_pfn)
-        skipped += max(0, c_end - (q + span.get(q, 1)))
+        skipped += int(np.searchsorted(vis_abs, c_end)) - int(np.searchsorted(vis_abs, q, side="right"))
     return np.asarray(committed, dtype=np.int64), stop, first_lru, skipped
 
 
@@ -943,6 +946,7 @@ def isolate_freepages_block(machine: Machine, cc: CompactControl, start_pfn: int
                 heads = hs[:t].tolist()
                 sizes = szs[:t].tolist()
                 total = int(csum[t - 1])
+
     else:
         flags = pages._flags
         private = pages._private
