@@ -131,8 +131,8 @@ class Comparison:
             lines.append(f"{order:>5} {unusable_index(rb, order):>12.3f} {unusable_index(ra, order):>11.3f} "
                          f"{unusable_index(sb, order):>11.3f} {unusable_index(sa, order):>10.3f}")
         lines += ["", "counters (change during the compaction)", f"{'counter':<32} {'real':>10} {'sim':>10}"]
-        keys = [c for c in COMPACTION_COUNTERS]
-        keys += sorted(set(self.real_counters) | set(self.sim.counters) - set(keys))
+        keys = list(COMPACTION_COUNTERS)
+        keys += sorted((set(self.real_counters) | set(self.sim.counters)) - set(keys))
         for c in keys:
             r, s = self.real_counters.get(c), self.sim.counters.get(c)
             if r is None and s is None:

@@ -142,16 +142,11 @@ def compact_cmd(directory: str, json_out: str | None) -> None:
         click.echo("counters")
         for k, v in sim.counters.items():
             click.echo(f"  {k:<32} {v:>10}")
-        click.echo(f"simulator time {sim.seconds:.3f} s")
+        click.echo(f"simulator time {sim.seconds:.3f} s (host)"
+                   + (f", {sim.simulated_seconds:.3f} s simulated" if sim.simulated_seconds is not None else ""))
     if json_out:
-        _write_json(json_out, {
-            "compactions": [{"zone": z, "trigger": "compact_memory", "order": -1,
-                             "buddyinfo_before": list(sim.before[z]), "buddyinfo_after": list(sim.after[z])}
-                            for z in sim.before],
-            "vmstat": dict(sim.counters),
-            "seconds": sim.seconds,
-            "simulated_seconds": sim.simulated_seconds,
-        })
+        _write_json(json_out, {"compactions": [dict(sim.record)], "vmstat": dict(sim.vmstat),
+                               "seconds": sim.seconds, "simulated_seconds": sim.simulated_seconds})
 
 
 @click.group("oracle")

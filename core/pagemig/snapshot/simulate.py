@@ -68,13 +68,19 @@ def buddyinfo_of(machine: Machine) -> dict[str, list[int]]:
 
 @attrs.frozen
 class SimCompaction:
-    """Free blocks before and after a simulated full compaction, and what it counted."""
+    """Free blocks before and after a simulated full compaction, and what it counted.
+
+    ``record`` and ``vmstat`` are the run-result forms (a ``compactions`` entry and the
+    ``vmstat`` key of ``pagemig run``'s JSON), for ``pagemig snapshot compact --json``.
+    """
 
     before: Mapping[str, Sequence[int]]
     after: Mapping[str, Sequence[int]]
     counters: Mapping[str, int]  # vmstat deltas of the run
     seconds: float  # host wall time of compact_memory in the simulator
-    simulated_seconds: float | None  # the simulator's own clock, when it keeps one
+    simulated_seconds: float | None  # what the simulator's cost model charged
+    record: Mapping[str, Any] = attrs.field(factory=dict)
+    vmstat: Mapping[str, int] = attrs.field(factory=dict)
 
 
 def simulate_compact_memory(state: ImportedState, min_free_kbytes: int | None = None) -> SimCompaction:
@@ -83,24 +89,37 @@ def simulate_compact_memory(state: ImportedState, min_free_kbytes: int | None = 
     machine = build_machine(state, min_free_kbytes)
     before = buddyinfo_of(machine)
     vm0 = dict(machine.read_vmstat())
-    clock0 = _clock(machine)
+    free0 = _free_state(machine)
     t0 = time.perf_counter()
-    mod.compact_memory(machine)
+    report = mod.compact_memory(machine)
     seconds = time.perf_counter() - t0
-    clock1 = _clock(machine)
     vm1 = machine.read_vmstat()
     keys = set(COMPACTION_COUNTERS) | {k for k in vm1 if k.startswith(("compact_", "pgmigrate_"))}
     counters = {k: int(vm1.get(k, 0)) - int(vm0.get(k, 0)) for k in sorted(keys)}
-    sim_s = None if clock0 is None or clock1 is None else clock1 - clock0
-    return SimCompaction(before, buddyinfo_of(machine), counters, seconds, sim_s)
+    counters.update({k: int(v) for k, v in getattr(report, "counters", {}).items()})
+    sim_s = getattr(report, "seconds", None)
+    record = {
+        "index": 0, "trigger": "compact_memory", "time_s": 0.0,
+        "before": free0, "after": _free_state(machine),
+        "counters": {k: v for k, v in counters.items() if v},
+        "stall_seconds": float(sim_s) if sim_s is not None else None,
+        "zones": report.as_dict()["zones"] if hasattr(report, "as_dict") else [],
+    }
+    return SimCompaction(before, buddyinfo_of(machine), counters, seconds,
+                         None if sim_s is None else float(sim_s), record, _vmstat(machine))
 
 
-def _clock(machine: Machine) -> float | None:
-    """The simulated clock in seconds, if the machine keeps one (cost model)."""
-    for attr in ("now", "clock", "time"):
-        v = getattr(machine, attr, None)
-        if isinstance(v, int | float):
-            return float(v)
-        if v is not None and isinstance(getattr(v, "now", None), int | float):
-            return float(v.now)
-    return None
+def _free_state(machine: Machine) -> dict[str, Any]:
+    try:
+        from pagemig.sim.observe import free_state
+    except ImportError:  # the simulator's observation layer is optional here
+        return {"free_blocks": buddyinfo_of(machine)}
+    return free_state(machine)
+
+
+def _vmstat(machine: Machine) -> dict[str, int]:
+    try:
+        from pagemig.mm.vmstat import vmstat_items
+    except ImportError:
+        return dict(machine.read_vmstat())
+    return dict(vmstat_items(machine))
