@@ -604,15 +604,27 @@ class DriverConformance:
         driver = self.new_driver(machine)
         filler = SimpleOwner(machine, "conformance-filler")
         rng = random.Random(0)
-        # interleave the driver's pages with movable filler, then free most filler: holes
-        # all over the zone, the driver's pages scattered among them
+        gfp = int(GFP_HIGHUSER_MOVABLE)
+
+        def fill(n: int) -> np.ndarray:
+            pfns = machine.alloc_pages_bulk(gfp, n, filler.owner_id, PageKind.ANON)
+            filler.pages.add_many(pfns, np.arange(1, len(pfns) + 1, dtype=np.uint64))
+            return pfns
+
+        # Compaction moves pages towards the zone's end, where the buddy allocator hands
+        # out pages first; so occupy the top of memory first, put the driver's pages
+        # below it among movable filler, then free 3 of every 4 pages of the top (whole
+        # free pageblocks are no migration target: suitable_migration_target) and most
+        # of the filler around the driver's pages.
+        top = fill(machine.nr_free_pages * 2 // 3)
+        interleaved = []
         for _ in range(8):
-            pfns = machine.alloc_pages_bulk(int(GFP_HIGHUSER_MOVABLE), self.nr_pages, filler.owner_id, PageKind.ANON)
-            filler.pages.add_many(pfns, np.arange(len(pfns), dtype=np.uint64) + 1)
+            interleaved.append(fill(max(8, self.nr_pages // 2)))
             with guard(machine, driver, "populate"):
                 call_count(driver, "populate", max(1, self.nr_pages // 8))
-        keep = filler.pages.pfns()
-        drop = np.array([p for p in keep.tolist() if rng.random() < 0.75], dtype=np.int64)
+        mixed = np.concatenate(interleaved)
+        drop = np.concatenate((top[np.arange(len(top)) % 4 != 0],
+                               mixed[np.array([rng.random() < 0.75 for _ in range(len(mixed))], dtype=bool)]))
         filler.pages.remove_many(drop)
         machine.free_pages_bulk(drop)
         before = vm.driver_pages(machine, driver.owner_id)
