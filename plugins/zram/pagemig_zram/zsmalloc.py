@@ -529,6 +529,9 @@ class ZsPool:
     def map_object(self, handle: int) -> int:
         """``zs_map_object()``: pin the object (migration of its page answers -EAGAIN) and read it."""
         self._check_handle(handle)
+        if self.h_pinned[handle]:
+            # pin_tag() is a bit spinlock: a second mapping would spin for ever
+            raise RuntimeError(f"zs_map_object: handle {handle} is already mapped")
         self.h_pinned[handle] = True
         return int(self.h_value[handle])
 
