@@ -171,6 +171,7 @@ def test_frag128_kinds_against_vmstat(frag128: Path) -> None:
     assert any("unseen tail: vmstat counts" in n for n in state.report.notes)
     assert kinds["FREE"] == snap.buddyinfo[0].free_pages
     assert kinds["DRIVER"] <= 2  # no zram here
+    assert not (state.flags & PageFlag.MOVABLE).any()
 
 
 def test_zram128_zsmalloc_pages_read_as_driver(zram128: Path) -> None:
@@ -179,6 +180,10 @@ def test_zram128_zsmalloc_pages_read_as_driver(zram128: Path) -> None:
     driver = kind_counts(state.kind[: len(snap.kpageflags)])["DRIVER"]
     # nr_zspages counts zsmalloc's pages; those beyond kpageflags' end are not seen
     assert 0.6 * snap.vmstat["nr_zspages"] <= driver <= snap.vmstat["nr_zspages"]
+    # and, zsmalloc's being movable in 6.1, they are offered to compaction
+    drv = state.kind == PageKind.DRIVER
+    assert ((state.flags[drv] & PageFlag.MOVABLE) != 0).all()
+    assert not (state.flags[~drv] & PageFlag.MOVABLE).any()
     assert state.report.free[0].difference == (0,) * 11
 
 

@@ -141,7 +141,8 @@ class ImportedState:
 
     ``kind`` holds :class:`pagemig.mm.pages.PageKind` values, ``flags`` the
     :class:`pagemig.mm.pages.PageFlag` bits that kpageflags can tell (HEAD, TAIL,
-    LOCKED, DIRTY; PINNED is never set: no /proc file shows a pin), ``free_pfns`` and
+    LOCKED, DIRTY; MOVABLE on DRIVER pages taken for zsmalloc's; PINNED is never set:
+    no /proc file shows a pin), ``free_pfns`` and
     ``free_orders`` the free blocks (their pages have kind FREE), ``pageblock_mt`` one
     :class:`pagemig.mm.gfp.MigrateType` per pageblock from pfn 0.
     """
@@ -623,6 +624,13 @@ def import_snapshot(snap: Snapshot) -> ImportedState:
     recl_pfn = pb_mt[np.arange(npfn) >> pageblock_order] == MigrateType.RECLAIMABLE
     kind[(kind == PageKind.SLAB_UNRECLAIMABLE) & recl_pfn] = PageKind.SLAB_RECLAIMABLE
 
+    # zsmalloc's pages are movable (since 4.8 it registers movable ops); a snapshot with
+    # zspages has them among its DRIVER pages, which then get PageFlag.MOVABLE
+    if snap.vmstat.get("nr_zspages", 0) > 0:
+        drv = kind == PageKind.DRIVER
+        flags[drv] |= np.uint8(PageFlag.MOVABLE)
+        notes.append(f"{int(drv.sum())} DRIVER pages (vmstat nr_zspages {snap.vmstat['nr_zspages']}) are "
+                     "taken for zsmalloc's and marked movable, as 6.1's zsmalloc registers them")
     pcp = sum(z.pcp_count for z in snap.populated_zones)
     if pcp:
         notes.append(f"{pcp} pages sat on per-cpu free lists (zoneinfo pagesets): free to the "

@@ -14,8 +14,11 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import attrs
+import numpy as np
 
 from pagemig.mm.machine import Machine, MachineConfig
+from pagemig.mm.movable import MIGRATEPAGE_SUCCESS, MigrateMode, set_movable
+from pagemig.mm.pages import Page, PageFlag, copy_page
 from pagemig.mm.zone import ZoneSpec
 from pagemig.snapshot.importer import ImportedState
 
@@ -46,9 +49,31 @@ def compaction_module() -> Any:
     return mod
 
 
+class ImportedMovableOps:
+    """Movable operations for imported driver pages taken for zsmalloc's.
+
+    What zsmalloc (6.1) does to a zspage page at rest: isolation succeeds, migration
+    copies the page and moves the references (nothing here references it), putback
+    relinks it.  The refusals zsmalloc can give (an empty zspage, one its own compactor
+    holds, an object in use: -EAGAIN) need activity a snapshot does not have.
+    """
+
+    def isolate_page(self, page: Page, mode: MigrateMode) -> bool:
+        return True
+
+    def migrate_page(self, dst: Page, src: Page, mode: MigrateMode) -> int:
+        copy_page(dst, src)
+        set_movable(dst, self)
+        return MIGRATEPAGE_SUCCESS
+
+    def putback_page(self, page: Page) -> None:
+        """Nothing to relink: the imported owner keeps no list."""
+
+
 def build_machine(state: ImportedState, min_free_kbytes: int | None = None) -> Machine:
     """A simulated machine in the imported state: the same zones, pageblock order,
-    pageblock types, free blocks and page kinds."""
+    pageblock types, free blocks and page kinds; DRIVER pages the import marked
+    movable (zsmalloc's) are offered to compaction through :class:`ImportedMovableOps`."""
     cfg = MachineConfig(
         zones=tuple(ZoneSpec(z.name, z.start_pfn, z.spanned) for z in state.zones),
         pageblock_order=state.pageblock_order,
@@ -58,6 +83,11 @@ def build_machine(state: ImportedState, min_free_kbytes: int | None = None) -> M
     if machine.nr_pages != state.nr_pfns:
         raise ValueError(f"machine has {machine.nr_pages} pages, the snapshot {state.nr_pfns}")
     machine.load_state(state.kind, state.free_pfns, state.free_orders, state.pageblock_mt, state.pinned)
+    movable = np.nonzero((state.flags & np.uint8(PageFlag.MOVABLE)) != 0)[0]
+    if len(movable):
+        ops = ImportedMovableOps()
+        for pfn in movable.tolist():
+            set_movable(Page(machine, pfn), ops)
     return machine
 
 
