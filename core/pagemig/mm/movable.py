@@ -25,6 +25,7 @@ import errno
 from collections import Counter
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
+import numpy as np
 import structlog
 
 from pagemig.mm.pages import Page, PageFlag, PageKind
@@ -42,6 +43,8 @@ ENOSYS = errno.ENOSYS
 EINVAL = errno.EINVAL
 EIO = errno.EIO
 KNOWN_ERRNOS = frozenset(errno.errorcode)
+
+AUDIT_CAP = 1 << 16  # migrated driver pages remembered between two audit_references() calls
 
 MOVABLE = int(PageFlag.MOVABLE)
 ISOLATED = int(PageFlag.ISOLATED)
@@ -80,6 +83,7 @@ class DriverFault(enum.Enum):
     FALSE_SUCCESS = "false_success"  # migrate said success but the driver did not take dst
     KEPT_DST_ON_FAILURE = "kept_dst_on_failure"  # migrate failed but the driver took dst anyway
     PUTBACK_FAILED = "putback_failed"  # putback raised: the page is quarantined
+    KEPT_SRC = "kept_src"  # migrate succeeded but the driver still lists src (found by audit_references)
 
 
 class MovableRegistry:
@@ -93,6 +97,9 @@ class MovableRegistry:
         self.faults: Counter[tuple[str, str, str]] = Counter()  # (driver, callback, fault)
         self.on_driver_error = "isolate"
         self.failure: DriverError | None = None
+        # (owner, src) of driver pages migrated since the last audit_references(); capped so
+        # that a caller that never audits costs bounded memory
+        self.migrated_since_audit: list[tuple[int, int]] = []
 
     def fault(self, owner_id: int, callback: str, kind: DriverFault, pfn: int, detail: str = "") -> None:
         owner = self.machine.owners[owner_id] if owner_id < len(self.machine.owners) else None
@@ -113,10 +120,52 @@ class MovableRegistry:
 
         Called by whoever drives the VM once its operation has put every page back,
         never from inside a callback wrapper: raising there would strand isolated pages.
+        That is also the moment the drivers' structures must be consistent again, so
+        the references of the pages migrated since the last call are audited first
+        (:meth:`audit_references`).
         """
+        self.audit_references()
         if self.failure is not None:
             failure, self.failure = self.failure, None
             raise failure
+
+    def audit_references(self) -> int:
+        """Find drivers that still reference a page they migrated away from ("keeps
+        referencing src"), once per operation instead of per page.
+
+        A successful ``migrate_page`` must move every reference from src to dst; the VM
+        then frees src.  A driver whose ``expected_contents()`` still lists such a src
+        while memory says the page is no longer its own is counted and logged as a
+        ``kept_src`` fault (one event per driver per audit, naming the first such pfn).
+        Nothing can be repaired: the page went back to the allocator, and the checker
+        will report the driver's stale record too.  Returns the number of pages found.
+        """
+        if not self.migrated_since_audit:
+            return 0
+        entries, self.migrated_since_audit = self.migrated_since_audit, []
+        by_owner: dict[int, list[int]] = {}
+        for owner_id, src in entries:
+            by_owner.setdefault(owner_id, []).append(src)
+        pages = self.machine.pages
+        found = 0
+        for owner_id, srcs in by_owner.items():
+            owner = self.machine.owners[owner_id] if owner_id < len(self.machine.owners) else None
+            expected = owner.expected_contents() if owner is not None else None
+            if expected is None:
+                continue
+            listed = np.asarray(expected[0], dtype=np.int64)
+            src_arr = np.unique(np.asarray(srcs, dtype=np.int64))
+            not_mine = (pages.owner[src_arr] != owner_id) | (pages.kind[src_arr] != DRIVER)
+            stale = src_arr[not_mine & np.isin(src_arr, listed)]
+            if not len(stale):
+                continue
+            found += len(stale)
+            self.fault(owner_id, "migrate_page", DriverFault.KEPT_SRC, int(stale[0]),
+                       f"migrated away from {len(stale)} page(s) but expected_contents() still lists them")
+            if len(stale) > 1:
+                name = getattr(owner, "name", f"owner{owner_id}")
+                self.faults[(name, "migrate_page", DriverFault.KEPT_SRC.value)] += len(stale) - 1
+        return found
 
     def faults_by_kind(self) -> dict[str, int]:
         out: Counter[str] = Counter()
@@ -250,6 +299,8 @@ def migrate_movable_page(machine: Machine, dst_pfn: int, src_pfn: int, mode: Mig
                            "returned MIGRATEPAGE_SUCCESS without set_movable(dst)")
             return -EIO, False
         flags[src_pfn] &= ~(MOVABLE | ISOLATED) & 0xFF
+        if len(registry.migrated_since_audit) < AUDIT_CAP:
+            registry.migrated_since_audit.append((owner_id, src_pfn))
         return MIGRATEPAGE_SUCCESS, True
     if dst_taken:
         flags[dst_pfn] &= ~MOVABLE & 0xFF

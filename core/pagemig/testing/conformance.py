@@ -121,6 +121,7 @@ def guard(machine: Machine, driver: Driver, what: str) -> Iterator[None]:
             yield
         except BaseException as exc:  # noqa: BLE001 - re-raised below, after the faults are read
             pending = exc
+        machine.movable.audit_references()  # "keeps referencing src", as the core finds it
     machine.movable.failure = None  # the kit reports faults itself, whatever the policy
     new = machine.movable.faults - before
     if new:
