@@ -32,11 +32,12 @@ import structlog
 
 from pagemig import __version__
 from pagemig.driver import Driver
+from pagemig.hookspecs import hookimpl
 from pagemig.mm.invariants import check
 from pagemig.mm.machine import Machine
 from pagemig.mm.movable import DriverError
 from pagemig.mm.vmstat import vmstat_items
-from pagemig.sim.observe import free_state, pageblock_map, stall_seconds, usage_pages
+from pagemig.sim.observe import free_state, pageblock_map, usage_pages
 from pagemig.sim.result import CompactionRecord, RunResult
 from pagemig.sim.scenario import Scenario, TimelineEntry, WorkloadSpec
 from pagemig.workloads.base import Workload
@@ -55,6 +56,79 @@ ProgressFn = Callable[[float, float], None]
 
 def _stream_key(name: str) -> int:
     return zlib.crc32(name.encode("utf-8"))
+
+
+def compaction_trigger(cc: Any) -> str:
+    """Who started a zone's compaction run, from its CompactControl."""
+    if getattr(cc, "direct_compaction", False):
+        return "direct"
+    if getattr(cc, "proactive_compaction", False):
+        return "proactive"
+    if getattr(cc, "order", 0) == -1:
+        return "compact_memory"
+    return "kcompactd"
+
+
+class CompactionObserver:
+    """Records compactions as the compaction hooks report them (per zone run, never per page).
+
+    Inside :meth:`Run.compaction` (a timeline command) zone runs are added to that
+    command's record.  Otherwise kcompactd's and proactive compaction's runs of one
+    step become one record, with free memory before the first and after the last.
+    Direct compactions are not recorded one by one: they happen inside allocations,
+    so a before/after pair would mostly show the allocations around them; the vmstat
+    counters (``compact_stall``, ``compact_success``, ``compact_fail``) and the
+    probes' latencies are their record.
+    """
+
+    def __init__(self, run: Run) -> None:
+        self.run = run
+        self.explicit: CompactionRecord | None = None
+        self.episode: CompactionRecord | None = None
+        self._episode_key: tuple[str, float] | None = None
+        self._counters_before: dict[str, int] = {}
+
+    @hookimpl
+    def pagemig_compaction_begin(self, machine: Any, cc: Any) -> None:
+        if machine is not self.run.machine or self.explicit is not None:
+            return
+        trigger = compaction_trigger(cc)
+        if trigger == "direct":
+            return
+        key = (trigger, machine.now)
+        if self._episode_key != key:
+            self.close()
+            self._episode_key = key
+            self.episode = CompactionRecord(index=-1, trigger=trigger, time=machine.now)
+            self.episode.before = free_state(machine)
+            self._counters_before = dict(machine.vmstat)
+
+    @hookimpl
+    def pagemig_compaction_end(self, machine: Any, cc: Any, result: Any) -> None:
+        if machine is not self.run.machine:
+            return
+        rec = self.explicit if self.explicit is not None else (
+            self.episode if compaction_trigger(cc) != "direct" else None)
+        if rec is None:
+            return
+        summary = cc.summary()
+        rec.zones.append(summary)
+        rec.simulated_seconds += float(summary.get("seconds", 0.0))
+        if rec is self.episode:
+            rec.after = free_state(machine)
+            rec.counters = _delta(self._counters_before, machine.vmstat)
+
+    def close(self) -> None:
+        """The open background episode is complete: it joins the run's compactions."""
+        if self.episode is not None:
+            self.episode.index = len(self.run.compactions)
+            self.run.compactions.append(self.episode)
+        self.episode = None
+        self._episode_key = None
+
+
+def _delta(before: dict[str, int], after: Any) -> dict[str, int]:
+    return {k: v - before.get(k, 0) for k, v in sorted(after.items()) if v != before.get(k, 0)}
 
 
 class Run:
@@ -91,7 +165,7 @@ class Run:
             "checker_s", "loop_s", "total_s")}
         self._next_entry = 0
         self._last_fired = 0.0
-        self._seed_seq = np.random.SeedSequence(scenario.seed)
+        self.observer = CompactionObserver(self)
 
     # ---------------------------------------------------------------- helpers for plugins
     @property
@@ -106,22 +180,22 @@ class Run:
     @contextlib.contextmanager
     def compaction(self, trigger: str) -> Iterator[CompactionRecord]:
         """Record a compaction: free memory and the pageblock map before and after the body,
-        the vmstat counters it moved and the simulated time it cost."""
+        the vmstat counters it moved, and the zone runs the compaction hooks reported."""
         m = self.machine
         t0 = time.perf_counter()
+        self.observer.close()
         rec = CompactionRecord(index=len(self.compactions), trigger=trigger, time=m.now)
         rec.before = free_state(m)
         rec.map_before = pageblock_map(m)
         counters_before = dict(m.vmstat)
-        stall0 = stall_seconds(m)
+        self.observer.explicit = rec
         try:
             yield rec
         finally:
+            self.observer.explicit = None
             rec.after = free_state(m)
             rec.map_after = pageblock_map(m)
-            rec.counters = {k: v - counters_before.get(k, 0) for k, v in sorted(m.vmstat.items())
-                            if v != counters_before.get(k, 0)}
-            rec.stall_seconds = stall_seconds(m) - stall0
+            rec.counters = _delta(counters_before, m.vmstat)
             self.compactions.append(rec)
             self.timings["compaction_s"] += time.perf_counter() - t0
 
@@ -212,6 +286,7 @@ class Run:
     def _step(self, now: float, dt: float) -> None:
         m = self.machine
         m.now = now
+        self.observer.close()
         self._fire_timeline(now)
         t0 = time.perf_counter()
         self._workloads_step(now, dt)
@@ -230,8 +305,15 @@ class Run:
     def execute(self, progress: ProgressFn | None = None) -> RunResult:
         """Run the scenario to its end (or to a driver failure under ``on_driver_error = "fail"``)."""
         t_start = time.perf_counter()
-        sc = self.scenario
         self._setup()
+        self.host.pm.register(self.observer, name=f"pagemig-run-{id(self):x}")
+        try:
+            return self._execute(progress, t_start)
+        finally:
+            self.host.pm.unregister(self.observer)
+
+    def _execute(self, progress: ProgressFn | None, t_start: float) -> RunResult:
+        sc = self.scenario
         self.host.hook.pagemig_run_start(run=self)
         self.maps["start"] = pageblock_map(self.machine)
         self.timings["setup_s"] = time.perf_counter() - t_start
@@ -257,6 +339,7 @@ class Run:
         except DriverError as exc:
             self.error = str(exc)
             log.error("run_stopped", reason="driver_error", error=str(exc))
+        self.observer.close()
         if self.samples[-1]["time_s"] < self.machine.now:
             self.sample("end")
         self.maps["end"] = pageblock_map(self.machine)

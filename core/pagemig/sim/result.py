@@ -31,13 +31,15 @@ class CompactionRecord:
     before: dict[str, Any] = attrs.field(factory=dict)
     after: dict[str, Any] = attrs.field(factory=dict)
     counters: dict[str, int] = attrs.field(factory=dict)  # vmstat deltas over the compaction
-    stall_seconds: float = 0.0  # simulated cost charged while it ran
+    zones: list[dict[str, Any]] = attrs.field(factory=list)  # each zone run, as CompactControl.summary()
+    simulated_seconds: float = 0.0  # the zone runs' simulated cost
     map_before: PageblockMap | None = attrs.field(default=None, repr=False, eq=False)
     map_after: PageblockMap | None = attrs.field(default=None, repr=False, eq=False)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"index": self.index, "trigger": self.trigger, "time_s": self.time, "before": self.before,
-                "after": self.after, "counters": self.counters, "stall_seconds": self.stall_seconds}
+        return {"index": self.index, "trigger": self.trigger, "time_s": self.time,
+                "simulated_seconds": self.simulated_seconds, "before": self.before, "after": self.after,
+                "counters": self.counters, "zones": self.zones}
 
 
 @attrs.define

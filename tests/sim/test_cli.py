@@ -1,0 +1,112 @@
+"""`pagemig run`, `compare` and `scenarios` as a user meets them: exit codes, output, files."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pagemig.cli as cli_mod
+import pytest
+from click.testing import CliRunner, Result
+from pagemig.plugins import PluginHost
+
+
+@pytest.fixture
+def invoke(host: PluginHost, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Result]:
+    """Run the CLI with the test host (built-ins and the toy plugin only)."""
+    monkeypatch.setattr(cli_mod, "get_plugin_host", lambda **kw: host)
+
+    def _invoke(*args: str) -> Result:
+        return CliRunner().invoke(cli_mod.cli, list(args), catch_exceptions=False)
+
+    return _invoke
+
+
+def assert_clean_error(result: Result, *words: str) -> None:
+    assert result.exit_code == 2, result.output
+    out = result.stderr if hasattr(result, "stderr") else result.output
+    assert "Traceback" not in result.output
+    assert out.startswith("pagemig: error: "), out
+    assert len(out.strip().splitlines()) == 1, out
+    for w in words:
+        assert w in out, out
+
+
+@pytest.mark.parametrize(("text", "words"), [
+    ('[machine]\nmemory = "lots"\n', ["machine.memory", '"lots"', "size"]),
+    ('[machine]\nmemory = "1GiB"\n[machine.extra]\n', ["machine.extra", "unknown key"]),
+    ('[machine]\nmemory = "-2GiB"\n', ["machine.memory", "negative"]),
+    ('[machine]\nmemory = "1GiB"\nextfrag_threshold = "high"\n', ["machine.extfrag_threshold", "integer"]),
+    ('[machine]\nmemory = "1GiB"\n[drivers.nosuch]\n', ["unknown driver", "toy"]),
+    ('[machine]\nmemory = "1GiB"\n[[timeline]]\nat = "1s"\ncommand = "toy_grow 3"\n', ["needs the driver 'toy'"]),
+    ('[machine]\nmemory = "1GiB"\n[[workloads]]\ntype = "frag"\nkepe = 1\n', ['did you mean "keep"']),
+    ("this is = not toml [", ["not valid TOML"]),
+])
+def test_bad_files_exit_2_with_one_line(invoke, write, text: str, words: list[str]) -> None:  # type: ignore[no-untyped-def]
+    path = write(text)
+    assert_clean_error(invoke("run", str(path)), str(path), *words)
+
+
+def test_bad_set_and_unknown_scenario(invoke, write) -> None:  # type: ignore[no-untyped-def]
+    assert_clean_error(invoke("run", "frag-1g", "--set", "machine.memory=1GB"), "--set machine.memory=1GB")
+    assert_clean_error(invoke("run", "frag-1gb"), 'did you mean "frag-1g"')
+    assert_clean_error(invoke("run", "no/such/file.toml"), "no such file")
+    assert_clean_error(invoke("compare", "frag-1g", "--baseline", "drivers.*.movable=false"), "no key")
+
+
+def test_run_writes_json_and_figures(invoke, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    out = tmp_path / "out"
+    result = invoke("run", "frag-1g", "--set", "duration=12s", "--seed", "7", "--json", str(tmp_path / "r.json"),
+                    "--out", str(out))
+    assert result.exit_code == 0, result.output
+    doc = json.loads((tmp_path / "r.json").read_text())
+    assert doc["seed"] == 7 and doc["scenario"]["overrides"] == ["duration=12s"]
+    assert json.loads((out / "result.json").read_text())["checker"]["ok"]
+    for name in ("memory_map.png", "free_blocks.png", "over_time.png"):
+        assert (out / name).stat().st_size > 10_000
+    text = result.output
+    assert "compaction #0: compact_memory at 10s" in text
+    assert "Node 0, zone    DMA32" in text  # buddyinfo as /proc prints it
+    assert "checker: OK" in text
+
+
+def test_run_default_scenario_and_json_on_stdout(invoke) -> None:  # type: ignore[no-untyped-def]
+    result = invoke("run", "--set", "duration=3s", "--set", "timeline=[]", "--json", "-")
+    assert result.exit_code == 0
+    doc = json.loads(result.output)
+    assert doc["scenario"]["name"] == "frag-1g"  # the default without the balloon plugin
+
+
+def test_quiet_prints_nothing(invoke) -> None:  # type: ignore[no-untyped-def]
+    result = invoke("run", "frag-1g", "--set", "duration=2s", "--set", "timeline=[]", "--quiet",
+                    "--log-format", "json")
+    assert result.exit_code == 0 and result.output == ""
+
+
+def test_compare_table_and_figure(invoke, write, small_toml: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    path = write(small_toml + '[drivers.toy]\npages = 3000\n[[workloads]]\ntype = "frag"\n'
+                              '[[timeline]]\nat = "15s"\ncommand = "compact"\n')
+    fig = tmp_path / "cmp.png"
+    result = invoke("compare", str(path), "--baseline", "drivers.toy.movable=false", "--figure", str(fig),
+                    "--json", str(tmp_path / "cmp.json"))
+    assert result.exit_code == 0, result.output
+    assert "free MiB in blocks of order >= 3" in result.output
+    assert "baseline: drivers.toy.movable=false" in result.output
+    assert fig.stat().st_size > 10_000
+    doc = json.loads((tmp_path / "cmp.json").read_text())
+    assert doc["as_given"]["scenario"]["drivers"]["toy"]["movable"] is True
+    assert doc["baseline_run"]["scenario"]["drivers"]["toy"]["movable"] is False
+    rows = {r["figure"]: r for r in doc["rows"]}
+    assert rows["driver toy: pages"]["as_given"] == rows["driver toy: pages"]["baseline"] == 3000
+
+
+def test_scenarios_listing(invoke) -> None:  # type: ignore[no-untyped-def]
+    result = invoke("scenarios", "--json")
+    rows = {r["name"]: r for r in json.loads(result.output)}
+    assert {"frag-1g", "page-churn", "kernel-build-1g"} <= set(rows)
+    assert rows["frag-1g"]["default"] and rows["frag-1g"]["plugin"] == "core"
+    shown = invoke("scenarios", "--show", "frag-1g").output
+    assert 'command = "compact"' in shown
+    table = invoke("scenarios").output
+    assert "frag-1g (default)" in table
