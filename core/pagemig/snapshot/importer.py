@@ -653,10 +653,14 @@ def import_snapshot(snap: Snapshot) -> ImportedState:
 
 
 def _unmanaged_blocks(snap: Snapshot, kind: np.ndarray, pageblock_order: int) -> list[str]:
-    """Whole pageblocks of flagless pages in a zone that manages far fewer pages than it
-    spans are memory the kernel does not manage (holes, offline, not yet accepted or
-    initialised): RESERVED, not KERNEL.  At most spanned - managed pages are so marked,
-    so a zone whose shortfall is only its memblock reservations is left alone.
+    """Whole pageblocks of flagless pages that the kernel does not count as blocks of
+    the zone (holes, offline memory, memory not yet accepted or initialised) are
+    RESERVED, not KERNEL.
+
+    How many there may be: pagetypeinfo counts only blocks with online pages, so the
+    zone's span in blocks minus pagetypeinfo's total; without pagetypeinfo, the pages
+    the zone spans but does not have present.  A block of flagless kernel pages (a
+    vmalloc area, say) in a zone without either shortfall stays KERNEL.
     """
     flags = snap.kpageflags
     nvis = len(flags)
@@ -664,25 +668,31 @@ def _unmanaged_blocks(snap: Snapshot, kind: np.ndarray, pageblock_order: int) ->
     if snap.kpagecount is not None:
         quiet &= snap.kpagecount == 0
     size = 1 << pageblock_order
+    pti = snap.pagetypeinfo
     notes = []
     for z in snap.populated_zones:
-        room = z.spanned - z.managed
-        if room < size:
+        zs = z.start_pfn or 0
+        span_blocks = -(-z.end_pfn // size) - zs // size
+        if pti is not None and (z.node, z.name) in pti.blocks:
+            room = span_blocks - sum(pti.blocks[(z.node, z.name)].values())
+        else:
+            room = (z.spanned - z.present) // size
+        if room <= 0:
             continue
-        lo = -(-(z.start_pfn or 0) // size) * size
+        lo = -(-zs // size) * size
         hi = min(z.end_pfn, nvis) // size * size
         if hi <= lo:
             continue
         whole = quiet[lo:hi].reshape(-1, size).all(axis=1)
         whole &= (kind[lo:hi].reshape(-1, size) == PageKind.KERNEL).all(axis=1)
-        idx = np.nonzero(whole)[0][: room // size]
+        idx = np.nonzero(whole)[0][:room]
         if not len(idx):
             continue
         for b in idx.tolist():
             kind[lo + b * size: lo + (b + 1) * size] = PageKind.RESERVED
-        notes.append(f"zone {z.name}: manages {z.managed} of the {z.spanned} pages it spans; {len(idx)} pageblocks "
-                     f"({len(idx) * size} pages) have no flag on any page and are imported as RESERVED "
-                     "(memory the kernel does not manage: holes, offline, unaccepted or not initialised)")
+        notes.append(f"zone {z.name}: spans {span_blocks} pageblocks, pagetypeinfo counts {span_blocks - room}; "
+                     f"{len(idx)} pageblocks ({len(idx) * size} pages) with no flag on any page are imported as "
+                     "RESERVED (memory the kernel does not manage: holes, offline, unaccepted or not initialised)")
     return notes
 
 
