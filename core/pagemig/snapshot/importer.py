@@ -5,10 +5,11 @@ aggregate, and each reported with numbers rather than hidden:
 
 1. **Page kinds** from the kpageflags bits (see :func:`classify_pages`).
 2. **Free blocks** from the BUDDY bit and alignment, checked per zone and order against
-   /proc/buddyinfo (see :func:`reconstruct_free_blocks`).  Since Linux 4.4
-   (commit 832fc1de01ae) kpageflags sets BUDDY on *every* page of a free block, not only
-   on its head; a free block is then a maximal naturally aligned run of BUDDY pages whose
-   buddy is not wholly free (a wholly free pair would have merged).  Older kernels flag
+   /proc/buddyinfo (see :func:`reconstruct_free_blocks`).  Kernels since the 4.x series
+   (measured here: 6.1 and 6.18) set BUDDY on *every* page of a free block, not only
+   on its head (fs/proc/page.c: a count-0 page for which ``is_free_buddy_page()``);
+   a free block is then a maximal naturally aligned run of BUDDY pages whose buddy is
+   not wholly free (a wholly free pair would have merged).  Older kernels flag
    only the head: the order then comes from alignment and the run of flagless pages
    after the head.  Which of the two applies is decided from the data and reported.
 3. **Pageblock migratetypes**, which no file gives per block, inferred from the pages in
@@ -254,7 +255,7 @@ def blocks_from_free_mask(mask: np.ndarray, base_pfn: int, max_order: int) -> tu
 
 def blocks_from_heads(flags: np.ndarray, count: np.ndarray | None, start: int, end: int,
                       max_order: int) -> tuple[np.ndarray, np.ndarray]:
-    """Free blocks when only heads carry BUDDY (kernels before 4.4).
+    """Free blocks when only heads carry BUDDY (older kernels).
 
     The order of a head is the largest order its alignment allows whose remaining pages
     carry no flag (and, with kpagecount, no mapping), stopping before the next head.
