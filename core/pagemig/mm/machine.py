@@ -21,6 +21,7 @@ from pagemig.mm.buddy import AllocContext, BuddyAllocator
 from pagemig.mm.gfp import (
     ALLOC_WMARK_LOW,
     ALLOC_WMARK_MIN,
+    NR_MIGRATETYPES,
     Gfp,
     ZoneType,
     gfp_to_alloc_flags,
@@ -44,6 +45,7 @@ FREE = int(PageKind.FREE)
 DRIVER = int(PageKind.DRIVER)
 RESERVED = int(PageKind.RESERVED)
 ISOLATED = int(PageFlag.ISOLATED)
+BUDDY = int(PageFlag.BUDDY)
 HEAD = int(PageFlag.HEAD)
 TAIL = int(PageFlag.TAIL)
 COMP = int(Gfp.COMP)
@@ -323,12 +325,28 @@ class Machine:
         pbo = buddy.pageblock_order
         zone = buddy._block_zone[pfn >> pbo] or buddy.zone_of(pfn)
         if order == 0:
+            # __free_one_page() for one page, inlined: most order-0 frees in fragmented memory
+            # find no free buddy and end here; a merge goes on in buddy.free_one_page at order 1.
             pages._kind[pfn] = FREE
-            flags[pfn] = 0
-            pages._owner[pfn] = 0
-            pages._private[pfn] = 0
+            private = pages._private
+            private[pfn] = 0
+            mt = buddy._pb_mt[pfn >> pbo]
             zone.pgfree += 1
-            buddy.free_one_page(zone, pfn, 0, buddy._pb_mt[pfn >> pbo])
+            b = pfn ^ 1
+            if not (zone.start_pfn <= b < zone.end_pfn and flags[b] & BUDDY and private[b] == 0):
+                flags[pfn] = BUDDY
+                pages._owner[pfn] = mt
+                zone.free_area[0][mt][pfn] = None
+                zone.free_pages += 1
+                return
+            owner = pages._owner
+            del zone.free_area[0][owner[b]][b]
+            flags[b] = 0
+            owner[b] = 0
+            flags[pfn] = 0
+            owner[pfn] = 0
+            zone.free_pages -= 1  # the buddy's page, counted again in the order-1 block
+            buddy.free_one_page(zone, pfn & ~1, 1, mt)
             return
         if not 0 < order <= MAX_ORDER:
             raise ValueError(f"free_pages: order {order} is outside 0..{MAX_ORDER}")
@@ -395,8 +413,8 @@ class Machine:
         mt = ac.migratetype
         hz = ac.highest_zoneidx
         pages = self.pages
-        starts: list[int] = []
-        lengths: list[int] = []
+        parts: list[np.ndarray] = []  # the pages taken, in the order single calls would take them
+        heads: list[int] = []  # the heads of the blocks they came from
         need = nr
         for zone in ac.zonelist:
             if need <= 0:
@@ -412,21 +430,27 @@ class Machine:
                 if taken >= budget:
                     break
                 area = fa[order][mt]
-                size = 1 << order
-                while area and taken + size <= budget:
-                    starts.append(area.popitem()[0])
-                    lengths.append(size)
-                    taken += size
+                if not area:
+                    continue
+                k = min(len(area), (budget - taken) >> order)
+                if k:
+                    pop = area.popitem
+                    got = [pop()[0] for _ in range(k)]
+                    heads.extend(got)
+                    h = np.array(got, dtype=np.int64)
+                    parts.append(h if not order else (h[:, None] + np.arange(1 << order, dtype=np.int64)).ravel())
+                    taken += k << order
                 if area and taken < budget:
-                    # The last block is larger than what is left: single allocations would take
-                    # its lowest pages and leave the rest as expand() split it.
+                    # The next block is larger than what is left: single allocations would take
+                    # its lowest pages and leave the rest as expand() splits it.
                     head = area.popitem()[0]
                     use = budget - taken
-                    starts.append(head)
-                    lengths.append(use)
+                    heads.append(head)
+                    parts.append(np.arange(head, head + use, dtype=np.int64))
                     taken = budget
                     p = head + use
-                    while p < head + size:
+                    end = head + (1 << order)
+                    while p < end:
                         o = (p & -p).bit_length() - 1
                         buddy.add_free_block(zone, p, o, mt)
                         p += 1 << o
@@ -435,20 +459,13 @@ class Machine:
             need -= taken
             if taken < budget:
                 break  # this type's lists ran dry above the watermark: fallback is for single calls
-        if starts:
-            heads = np.array(starts, dtype=np.int64)
-            lens = np.array(lengths, dtype=np.int64)
-            pages.flags[heads] = 0
-            pages.private[heads] = 0
-            if len(heads) == 1:
-                out = np.arange(heads[0], heads[0] + lens[0], dtype=np.int64)
-            else:
-                offsets = np.cumsum(lens) - lens
-                out = np.arange(int(lens.sum()), dtype=np.int64) + np.repeat(heads - offsets, lens)
+        out = (parts[0] if len(parts) == 1 else np.concatenate(parts)) if parts else np.empty(0, dtype=np.int64)
+        if len(out):
+            head_arr = np.array(heads, dtype=np.int64)
+            pages.flags[head_arr] = 0
+            pages.private[head_arr] = 0
             pages.kind[out] = kind
             pages.owner[out] = owner
-        else:
-            out = np.empty(0, dtype=np.int64)
         if need > 0:
             rest = []
             alloc = self.alloc_pages
@@ -502,10 +519,10 @@ class Machine:
             if not len(arr):
                 return
         breaks = np.flatnonzero(np.diff(arr) != 1) + 1
-        run_starts = arr[np.concatenate(([0], breaks))].tolist()
-        run_ends = (arr[np.concatenate((breaks - 1, [len(arr) - 1]))] + 1).tolist()
-        if len(run_starts) * 8 < len(arr):
-            for s, e in zip(run_starts, run_ends, strict=True):
+        starts_a = arr[np.concatenate(([0], breaks))]
+        ends_a = arr[np.concatenate((breaks - 1, [len(arr) - 1]))] + 1
+        if len(starts_a) * 8 < len(arr):
+            for s, e in zip(starts_a.tolist(), ends_a.tolist(), strict=True):
                 pages.kind[s:e] = FREE
                 pages.flags[s:e] = 0
                 pages.owner[s:e] = 0
@@ -517,21 +534,59 @@ class Machine:
             pages.private[arr] = 0
         buddy = self.buddy
         pbo = buddy.pageblock_order
+        zones = self.zones
+        # A freed page whose buddy is neither freed here nor a free order-0 block stays an
+        # order-0 block of its own whatever else this call frees: only a run's first page (if
+        # odd) and last page (if even) have their buddy outside the run, and a buddy outside the
+        # run is not freed here.  Such "quiet" pages are marked and counted with NumPy and only
+        # listed one by one, in ascending order among the other frees (the order single frees
+        # give); the rest of each run goes through free_block_range.
+        zstart = np.array([z.start_pfn for z in zones], dtype=np.int64)
+        zend = np.array([z.end_pfn for z in zones], dtype=np.int64)
+        # first_q / last_q: the free list (zone * NR_MIGRATETYPES + type) of a run's quiet first
+        # and last page, -1 where that page is not quiet
+        first_q = np.full(len(starts_a), -1, dtype=np.int64)
+        last_q = np.full(len(starts_a), -1, dtype=np.int64)
+        for cand, q in (((starts_a & 1) == 1, first_q), (((ends_a - 1) & 1) == 0, last_q)):
+            idx = np.flatnonzero(cand)
+            p = (starts_a if q is first_q else ends_a - 1)[idx]
+            zi = np.searchsorted(zstart, p, side="right") - 1
+            b = p ^ 1
+            inzone = (b >= zstart[zi]) & (b < zend[zi])
+            bs = np.where(inzone, b, p)
+            quiet = ~(inzone & ((pages.flags[bs] & BUDDY) != 0) & (pages.private[bs] == 0))
+            q_pfns = p[quiet]
+            q_mt = buddy.pageblock_mt[q_pfns >> pbo]
+            q[idx[quiet]] = zi[quiet] * NR_MIGRATETYPES + q_mt
+            pages.flags[q_pfns] = BUDDY
+            pages.owner[q_pfns] = q_mt
+            for zone, count in zip(zones, np.bincount(zi[quiet], minlength=len(zones)).tolist(), strict=True):
+                zone.free_pages += count
+                zone.pgfree += count
+        last_q[(starts_a + 1 == ends_a) & (first_q >= 0)] = -1  # a lone page is one page: list it once
+        lists = [z.free_area[0][mt] for z in zones for mt in range(NR_MIGRATETYPES)]
         block_zone = buddy._block_zone
         pb_mt = buddy._pb_mt
         free_one_page = buddy.free_one_page
-        for s, e in zip(run_starts, run_ends, strict=True):
-            if e - s == 1:  # a lone page, the common case in fragmented memory
+        for s, e, fq, lq in zip(starts_a.tolist(), ends_a.tolist(), first_q.tolist(), last_q.tolist(), strict=True):
+            if fq >= 0:
+                lists[fq][s] = None
+                s += 1
+            if lq >= 0:
+                e -= 1
+            if e - s == 1:  # one page that merges
                 zone = block_zone[s >> pbo] or buddy.zone_of(s)
                 zone.pgfree += 1
                 free_one_page(zone, s, 0, pb_mt[s >> pbo])
-                continue
-            while s < e:
-                zone = buddy.zone_of(s)
-                stop = min(e, zone.end_pfn)
-                zone.pgfree += stop - s
-                buddy.free_block_range(zone, s, stop)
-                s = stop
+            elif e > s:
+                while s < e:
+                    zone = buddy.zone_of(s)
+                    stop = min(e, zone.end_pfn)
+                    zone.pgfree += stop - s
+                    buddy.free_block_range(zone, s, stop)
+                    s = stop
+            if lq >= 0:
+                lists[lq][e] = None
 
     # ----------------------------------------------------------------- import
     def load_state(self, kind: np.ndarray, free_pfns: np.ndarray, free_orders: np.ndarray,
