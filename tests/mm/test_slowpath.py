@@ -46,6 +46,10 @@ FILE = PageKind.FILE
 ASYNC, LIGHT, FULL = COMPACT_PRIO_ASYNC, COMPACT_PRIO_SYNC_LIGHT, COMPACT_PRIO_SYNC_FULL
 
 
+# Most tests here switch kswapd's catch-up off: they are about what the allocating task
+# itself does, and with catch-up a woken kswapd would reclaim first.
+
+
 def small_machine(pages: int = 8192) -> Machine:
     """One Normal zone; min_free_kbytes 1024 -> min 256, low 320, high 384 (see test_reclaim)."""
     return Machine(MachineConfig(zones=(ZoneSpec("Normal", 0, pages),), min_free_kbytes=1024))
@@ -179,7 +183,7 @@ def checkerboard(m: Machine, kind: PageKind = FILE, lru_every: int = 2) -> tuple
 def test_atomic_requests_never_reclaim_and_fail_after_the_min_watermark_retry(gfp: int) -> None:
     m = small_machine()
     lru, _ = checkerboard(m)
-    sp = install_full_mm(m, ScriptedCompaction())
+    sp = install_full_mm(m, ScriptedCompaction(), kswapd_catch_up=False)
     assert m.alloc_pages(gfp, 0, lru.owner_id, FILE) == -1
     trace = sp.last
     assert trace is not None and trace.reason == "atomic"
@@ -194,7 +198,7 @@ def test_atomic_requests_never_reclaim_and_fail_after_the_min_watermark_retry(gf
 def test_gfp_atomic_dips_into_the_reserves() -> None:
     m = small_machine()
     w = fill_to_min(m)  # 256 free = min
-    install_full_mm(m, ScriptedCompaction())
+    install_full_mm(m, ScriptedCompaction(), kswapd_catch_up=False)
     # ALLOC_HIGH halves min (256 - 128 = 128), ALLOC_HARDER takes a quarter of that
     # (128 - 32 = 96): order 0 needs free > 96, so 256 - 96 = 160 allocations succeed
     got = [m.alloc_pages(GFP_ATOMIC, 0, w.owner_id, FILE) for _ in range(200)]
@@ -211,7 +215,7 @@ def test_gfp_atomic_dips_into_the_reserves() -> None:
 def test_gfp_kernel_reclaims_file_pages_when_below_min() -> None:
     m = small_machine()
     w = fill_to_min(m)
-    sp = install_full_mm(m, ScriptedCompaction())
+    sp = install_full_mm(m, ScriptedCompaction(), kswapd_catch_up=False)
     k = SimpleOwner(m, "k")
     pfn = m.alloc_pages(GFP_KERNEL, 0, k.owner_id, PageKind.KERNEL)
     assert pfn >= 0
@@ -237,7 +241,7 @@ def test_order3_gfp_kernel_blocked_by_movable_pages_is_rescued_by_compaction() -
     w.free(w.pages.pfns()[4096::2])
     assert m.zones[0].free_pages == 2048 and m.zones[0].nr_free(0) == 2048
     comp = MiniCompaction()
-    sp = install_full_mm(m, comp)
+    sp = install_full_mm(m, comp, kswapd_catch_up=False)
     k = SimpleOwner(m, "driver")
     pfn = m.alloc_pages(GFP_KERNEL | Gfp.COMP, 3, k.owner_id, PageKind.KERNEL)
     assert pfn >= 0 and pfn % 8 == 0
@@ -262,7 +266,7 @@ def test_movable_order3_request_goes_straight_to_reclaim() -> None:
     w, _ = checkerboard(m, kind=ANON, lru_every=1)
     w.free(w.pages.pfns()[4096::2])
     comp = MiniCompaction()
-    install_full_mm(m, comp)
+    install_full_mm(m, comp, kswapd_catch_up=False)
     pfn = m.alloc_pages(GFP_HIGHUSER_MOVABLE | Gfp.COMP, 3, w.owner_id, ANON)
     assert pfn >= 0
     # a movable, non-costly request skips the initial async compaction; the loop's
@@ -278,7 +282,7 @@ def test_costly_noretry_gives_up_when_compaction_was_skipped_or_deferred() -> No
         m = small_machine()
         checkerboard(m)
         comp = ScriptedCompaction(answer)
-        sp = install_full_mm(m, comp)
+        sp = install_full_mm(m, comp, kswapd_catch_up=False)
         assert m.alloc_pages(GFP_KERNEL | Gfp.NORETRY, 4, 1, PageKind.KERNEL) == -1
         assert comp.prios == [ASYNC]
         assert sp.last is not None and sp.last.reclaim_rounds == 0 and sp.last.reason == "noretry"
@@ -290,7 +294,7 @@ def test_costly_noretry_otherwise_makes_one_async_round() -> None:
     m = small_machine()
     checkerboard(m)
     comp = ScriptedCompaction("complete")
-    sp = install_full_mm(m, comp)
+    sp = install_full_mm(m, comp, kswapd_catch_up=False)
     assert m.alloc_pages(GFP_KERNEL | Gfp.NORETRY, 4, 1, PageKind.KERNEL) == -1
     assert comp.prios == [ASYNC, ASYNC]  # the loop keeps async: sync could be very expensive
     assert sp.last is not None and sp.last.reclaim_rounds == 1 and sp.last.reason == "noretry"
@@ -300,7 +304,7 @@ def test_noretry_stops_after_one_reclaim_and_compaction_round() -> None:
     m = small_machine()
     checkerboard(m)
     comp = ScriptedCompaction("complete")
-    sp = install_full_mm(m, comp)
+    sp = install_full_mm(m, comp, kswapd_catch_up=False)
     assert m.alloc_pages(GFP_KERNEL | Gfp.NORETRY, 2, 1, PageKind.KERNEL) == -1
     assert comp.prios == [ASYNC, LIGHT]
     trace = sp.last
@@ -314,7 +318,7 @@ def test_costly_orders_without_retry_mayfail_make_one_round() -> None:
     m = small_machine()
     checkerboard(m)
     comp = ScriptedCompaction("complete")
-    sp = install_full_mm(m, comp)
+    sp = install_full_mm(m, comp, kswapd_catch_up=False)
     assert m.alloc_pages(GFP_KERNEL, 5, 1, PageKind.KERNEL) == -1
     assert comp.prios == [ASYNC, LIGHT]
     assert sp.last is not None and sp.last.reason == "costly" and sp.last.reclaim_rounds == 1
@@ -324,7 +328,7 @@ def test_priority_escalates_to_sync_full_for_non_costly_orders() -> None:
     m = small_machine()
     checkerboard(m)
     comp = ScriptedCompaction("complete")
-    sp = install_full_mm(m, comp)
+    sp = install_full_mm(m, comp, kswapd_catch_up=False)
     assert m.alloc_pages(GFP_KERNEL, 3, 1, PageKind.KERNEL) == -1
     # "complete" = compaction_failed: each failure raises the priority until SYNC_FULL, then stop
     assert comp.prios == [ASYNC, LIGHT, FULL]
@@ -338,7 +342,7 @@ def test_costly_retry_mayfail_stops_escalating_at_sync_light() -> None:
     m = small_machine()
     checkerboard(m)
     comp = ScriptedCompaction("complete")
-    install_full_mm(m, comp)
+    install_full_mm(m, comp, kswapd_catch_up=False)
     assert m.alloc_pages(GFP_KERNEL | Gfp.RETRY_MAYFAIL, 4, 1, PageKind.KERNEL) == -1
     assert comp.prios == [ASYNC, LIGHT]
 
@@ -347,7 +351,7 @@ def test_compaction_that_makes_progress_is_retried_max_compact_retries_times() -
     m = small_machine()
     checkerboard(m)
     comp = ScriptedCompaction("success")  # progress, but someone else always takes the page
-    install_full_mm(m, comp)
+    install_full_mm(m, comp, kswapd_catch_up=False)
     assert m.alloc_pages(GFP_KERNEL, 3, 1, PageKind.KERNEL) == -1
     # initial async try; then at SYNC_LIGHT retries 1..16 go round again, the 17th
     # escalates to SYNC_FULL (retries reset); 17 more rounds there, and the 17th gives up
@@ -359,7 +363,7 @@ def test_costly_retry_mayfail_compaction_retries_are_a_quarter() -> None:
     m = small_machine()
     checkerboard(m)
     comp = ScriptedCompaction("success")
-    install_full_mm(m, comp)
+    install_full_mm(m, comp, kswapd_catch_up=False)
     assert m.alloc_pages(GFP_KERNEL | Gfp.RETRY_MAYFAIL, 4, 1, PageKind.KERNEL) == -1
     # MAX_COMPACT_RETRIES / 4 = 4 retries at SYNC_LIGHT, the 5th round cannot escalate
     assert comp.prios == [ASYNC] + [LIGHT] * 5
@@ -370,7 +374,7 @@ def test_reclaim_retry_gives_up_after_max_reclaim_retries_without_progress() -> 
     fill_to_min(m, kind=ANON)  # 7936 anon pages, no swap: reclaim finds nothing, ever
     # should_reclaim_retry: no reclaimable pages (anon, no swap), so available = free = 256,
     # not above min (256): no retry, and no progress means no compaction retry either
-    sp = install_full_mm(m, ScriptedCompaction())
+    sp = install_full_mm(m, ScriptedCompaction(), kswapd_catch_up=False)
     k = SimpleOwner(m, "k")
     assert m.alloc_pages(GFP_KERNEL, 0, k.owner_id, PageKind.KERNEL) == -1
     assert sp.last is not None and sp.last.reason == "no_progress" and sp.last.retries == 0
@@ -380,7 +384,7 @@ def test_reclaim_retry_gives_up_after_max_reclaim_retries_without_progress() -> 
 def test_reclaim_retry_goes_on_while_reclaim_could_help() -> None:
     m = small_machine()
     checkerboard(m, kind=FILE, lru_every=1)  # all 8192 pages clean page cache, none free
-    sp = install_full_mm(m, ScriptedCompaction())
+    sp = install_full_mm(m, ScriptedCompaction(), kswapd_catch_up=False)
     pfns = [m.alloc_pages(GFP_KERNEL, 0, 2, PageKind.KERNEL) for _ in range(3)]
     assert all(p >= 0 for p in pfns)
     # The first request reclaims until free > min (256), one direct reclaim per round, each
@@ -402,7 +406,7 @@ def test_reclaim_retry_goes_on_while_reclaim_could_help() -> None:
 def test_nofail_gets_one_attempt_with_alloc_harder_then_fails_without_an_oom_killer() -> None:
     m = small_machine()
     fill_to_min(m, kind=ANON)  # 256 free = min, nothing reclaimable
-    sp = install_full_mm(m, ScriptedCompaction())
+    sp = install_full_mm(m, ScriptedCompaction(), kswapd_catch_up=False)
     k = SimpleOwner(m, "k")
     assert m.alloc_pages(GFP_KERNEL, 0, k.owner_id, PageKind.KERNEL) == -1
     # NOFAIL: ALLOC_HARDER lowers min by a quarter (192), 256 > 192
@@ -413,7 +417,7 @@ def test_nofail_gets_one_attempt_with_alloc_harder_then_fails_without_an_oom_kil
 
     m2 = small_machine()
     checkerboard(m2, kind=ANON, lru_every=1)  # nothing free, nothing reclaimable
-    sp = install_full_mm(m2, ScriptedCompaction())
+    sp = install_full_mm(m2, ScriptedCompaction(), kswapd_catch_up=False)
     assert m2.alloc_pages(GFP_KERNEL | Gfp.NOFAIL, 0, 1, PageKind.KERNEL) == -1
     assert sp.last is not None and sp.last.reason == "nofail"
     assert_consistent(m2)
@@ -423,7 +427,7 @@ def test_on_trace_receives_every_slow_path_allocation() -> None:
     m = small_machine()
     checkerboard(m)
     seen: list[SlowPathTrace] = []
-    sp = install_full_mm(m, ScriptedCompaction())
+    sp = install_full_mm(m, ScriptedCompaction(), kswapd_catch_up=False)
     sp.on_trace = seen.append
     m.alloc_pages(GFP_NOWAIT, 0, 1, PageKind.KERNEL)
     m.alloc_pages(GFP_KERNEL | Gfp.NORETRY, 1, 1, PageKind.KERNEL)
@@ -523,7 +527,7 @@ def test_allocations_from_inside_reclaim_use_the_reserves_and_never_recurse() ->
 
     m = small_machine()
     checkerboard(m, kind=ANON, lru_every=1)  # nothing free: the swap device's own pages must come from reserves
-    sp = install_full_mm(m, ScriptedCompaction())
+    sp = install_full_mm(m, ScriptedCompaction(), kswapd_catch_up=False)
     traces: list[SlowPathTrace] = []
     sp.on_trace = traces.append
     w = m.owners[1]
@@ -545,4 +549,24 @@ def test_allocations_from_inside_reclaim_use_the_reserves_and_never_recurse() ->
     assert m.vmstat["allocstall_normal"] == outer.reclaim_rounds
     assert dev.failed_allocs == 0
     assert m.vmstat["pswpout"] == len(dev.store)
+    assert_consistent(m)
+
+
+def test_a_woken_kswapd_catches_up_before_the_allocation_reclaims() -> None:
+    m = small_machine()
+    w = fill_to_min(m)  # 7936 clean file pages, 256 free
+    sp = install_full_mm(m, ScriptedCompaction())  # catch-up on, the default
+    k = SimpleOwner(m, "k")
+    pfn = m.alloc_pages(GFP_KERNEL, 0, k.owner_id, PageKind.KERNEL)
+    assert pfn >= 0
+    k.pages.add(pfn, 3)
+    trace = sp.last
+    assert trace is not None and trace.kswapd_ran and trace.reclaim_rounds == 0
+    # kswapd's balance_pgdat, priorities 12..6 over 7936 pages: 1 + 3 + 7 + 15 + 30 + 61 + 122
+    # = 239, free 256 -> 495 > high (384); the allocation then succeeds at min, without stalling
+    assert m.vmstat["pgsteal_kswapd"] == 239 and m.vmstat["pgsteal_direct"] == 0
+    assert not any(key.startswith("allocstall") for key in m.vmstat)
+    assert m.zones[0].free_pages == 494 and len(w.pages) == 7936 - 239
+    assert trace.seconds == pytest.approx(2 * COST_ALLOC_FAST)  # kswapd's time is not the allocation's
+    assert daemon_state(m).kswapd.mode is KswapdMode.NAPPING
     assert_consistent(m)

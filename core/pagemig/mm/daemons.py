@@ -29,7 +29,10 @@ Simplified, and why:
 * kswapd runs between events, not beside them: a whole ``balance_pgdat`` happens
   inside one tick (at most ``KSWAPD_RUNS_PER_TICK`` of them), and its simulated
   CPU time is accounted (``kswapd_seconds``) but does not delay the clock or the
-  allocations that woke it.
+  allocations that woke it.  So that a step with many allocations does not stall
+  on direct reclaim merely because kswapd had no chance to run, an allocation about
+  to reclaim for itself first lets a woken kswapd run (:func:`kswapd_catch_up`), as
+  the real one would have been running since the low watermark woke it.
 * No watermark boosting (the core's buddy allocator never boosts), no
   ``pfmemalloc_wait`` throttling, no freezer.
 """
@@ -254,6 +257,22 @@ def kswapd_tick(machine: Machine, now: float) -> int:
     return runs
 
 
+def kswapd_catch_up(machine: Machine) -> bool:
+    """Let a woken kswapd do now what it would have done since it was woken.
+
+    The real kswapd runs beside the allocating tasks from the moment the low watermark
+    wakes it; the gap between low and min is there to give it that time.  The event
+    loop runs kswapd only between steps, so an allocation that reaches min while
+    kswapd sits woken would stall on direct reclaim far more often than in a kernel.
+    The slow path calls this before it reclaims directly (``FullSlowPath.kswapd_catch_up``
+    switches it off).  Returns whether kswapd ran.
+    """
+    k = daemon_state(machine).kswapd
+    if not (k.mode is KswapdMode.RUNNABLE or k.woken_while_napping):
+        return False
+    return kswapd_tick(machine, machine.now) > 0
+
+
 # ----------------------------------------------------------------------------- the tick
 def background_tick(machine: Machine, now: float) -> float:
     """What the daemons do up to simulated time ``now``: kswapd, then kcompactd.
@@ -278,7 +297,8 @@ def background_tick(machine: Machine, now: float) -> float:
     return spent
 
 
-def install_full_mm(machine: Machine, compaction: DirectCompaction | None = None) -> FullSlowPath:
+def install_full_mm(machine: Machine, compaction: DirectCompaction | None = None, *,
+                    kswapd_catch_up: bool = True) -> FullSlowPath:
     """Give the machine the kernel's slow path, kswapd and kcompactd: ``machine.slowpath``
     becomes a :class:`~pagemig.mm.slowpath.FullSlowPath`, and the reclaim and daemon
     state is set up.  Returns the slow path (its ``stats`` and ``last`` trace are what
@@ -287,7 +307,7 @@ def install_full_mm(machine: Machine, compaction: DirectCompaction | None = None
 
     reclaim_state(machine)
     daemon_state(machine)
-    return install_slowpath(machine, compaction)
+    return install_slowpath(machine, compaction, kswapd_catch_up=kswapd_catch_up)
 
 
 __all__ = [
@@ -298,6 +318,7 @@ __all__ = [
     "background_tick",
     "daemon_state",
     "install_full_mm",
+    "kswapd_catch_up",
     "kswapd_tick",
     "reset_isolation_suitable",
     "wakeup_kcompactd",

@@ -706,6 +706,9 @@ class ReclaimState:
     # compaction_suitable(machine, zone, order, highest_zoneidx) -> "success"/"continue"/"skipped";
     # None: ask pagemig.mm.compaction (reclaim/compaction mode is off when it is missing).
     compaction_suitable: SuitableFn | None = None
+    _owners_seen: int = -1
+    _owners: list[Reclaimable] = attrs.field(factory=list)
+    _mask: np.ndarray | None = None
 
 
 def reclaim_state(machine: Machine) -> ReclaimState:
@@ -791,7 +794,19 @@ def _max_pfn(machine: Machine, reclaim_idx: int) -> int:
 
 
 def reclaimable_owners(machine: Machine) -> list[Reclaimable]:
-    return [o for o in machine.owners if o is not None and isinstance(o, Reclaimable)]
+    """The owners that implement :class:`Reclaimable` (cached: owners are only ever added,
+    and a protocol ``isinstance`` check costs microseconds)."""
+    state = reclaim_state(machine)
+    n = len(machine.owners)
+    if state._owners_seen != n:
+        state._owners = [o for o in machine.owners if o is not None and isinstance(o, Reclaimable)]
+        mask = np.zeros(1 << 16, dtype=bool)
+        for oid, o in enumerate(machine.owners):
+            if o is not None and isinstance(o, Reclaimable):
+                mask[oid] = True
+        state._mask = mask
+        state._owners_seen = n
+    return state._owners
 
 
 def _split(total: int, sizes: Sequence[int]) -> list[int]:
@@ -1072,10 +1087,9 @@ def zone_reclaimable_pages(machine: Machine, zone: Zone, owner_mask: np.ndarray 
 
 def reclaimable_owner_mask(machine: Machine) -> np.ndarray:
     """A lookup table owner id -> holds reclaimable LRU pages (sized for any uint16 id)."""
-    mask = np.zeros(1 << 16, dtype=bool)
-    for oid, o in enumerate(machine.owners):
-        if o is not None and isinstance(o, Reclaimable):
-            mask[oid] = True
+    reclaimable_owners(machine)
+    mask = reclaim_state(machine)._mask
+    assert mask is not None
     return mask
 
 

@@ -31,9 +31,10 @@ Simplified, and why:
   ``ALLOC_NO_WATERMARKS``, and so does an allocation made while reclaim is running
   (``PF_MEMALLOC``: a swap device such as zram allocating its storage), which never
   recurses into reclaim.
-* kswapd runs when the event loop next calls
-  :func:`pagemig.mm.daemons.background_tick`, not concurrently with the
-  allocation; a waking allocation does not wait for it.
+* kswapd runs when the event loop calls :func:`pagemig.mm.daemons.background_tick`;
+  besides, an allocation that fails at the min watermark first lets a woken kswapd
+  catch up (the real one would have been reclaiming since the low watermark woke
+  it), and only then reclaims for itself.  kswapd's time is not the allocation's.
 * Simulated latency: each free-list attempt costs ``COST_ALLOC_FAST``, direct
   reclaim what its scanning, dropping and swapping cost, direct compaction what
   the compaction module charges.  The sum is the allocation's stall
@@ -51,7 +52,7 @@ import attrs
 import structlog
 
 from pagemig.mm.costs import COST_ALLOC_FAST
-from pagemig.mm.daemons import wakeup_kswapd
+from pagemig.mm.daemons import kswapd_catch_up, wakeup_kswapd
 from pagemig.mm.gfp import (
     ALLOC_HARDER,
     ALLOC_KSWAPD,
@@ -228,7 +229,8 @@ class SlowPathTrace:
     compact_results: list[str] = attrs.field(factory=list)
     compact_priority: int = DEF_COMPACT_PRIORITY
     retries: int = 0
-    reason: str = ""  # why it failed: atomic, noretry, costly, no_progress, nofail
+    kswapd_ran: bool = False  # a woken kswapd caught up before this allocation reclaimed
+    reason: str = ""  # why it failed: atomic, noretry, costly, no_progress, nofail, in_reclaim
 
     def as_dict(self) -> dict[str, Any]:
         return attrs.asdict(self)
@@ -240,13 +242,17 @@ class FullSlowPath(SlowPath):
 
     ``compaction`` is the compaction seam (default: :mod:`pagemig.mm.compaction`);
     ``on_trace`` (optional) receives every allocation's :class:`SlowPathTrace`, for
-    a probe that wants each one rather than the last.
+    a probe that wants each one rather than the last.  ``kswapd_catch_up`` lets a
+    woken kswapd run before an allocation reclaims for itself (see
+    :func:`pagemig.mm.daemons.kswapd_catch_up`); off, kswapd runs only at ticks.
     """
 
     def __init__(self, compaction: DirectCompaction | None = None,
-                 on_trace: Callable[[SlowPathTrace], None] | None = None) -> None:
+                 on_trace: Callable[[SlowPathTrace], None] | None = None, *, kswapd_catch_up: bool = True) -> None:
         self.compaction: DirectCompaction = compaction if compaction is not None else ModuleCompaction()
         self.on_trace = on_trace
+        self.kswapd_catch_up = kswapd_catch_up
+        self._alloc_flags: dict[int, int] = {}
         self.stats = SlowPathStats()
         self.last: SlowPathTrace | None = None
 
@@ -391,12 +397,20 @@ class FullSlowPath(SlowPath):
         in_reclaim = reclaim_state(machine).in_reclaim > 0
         pfmemalloc = bool(gfp & _MEMALLOC or in_reclaim) and not gfp & _NOMEMALLOC
 
-        alloc_flags = gfp_to_alloc_flags(gfp)
+        alloc_flags = self._alloc_flags.get(gfp, -1)
+        if alloc_flags < 0:
+            alloc_flags = self._alloc_flags[gfp] = gfp_to_alloc_flags(gfp)
         if alloc_flags & ALLOC_KSWAPD:
             self.wake_kswapd(machine, order, ac)
         pfn, zone = self._freelist(machine, order, alloc_flags, ac, trace)
         if pfn >= 0:
             return pfn, zone
+        if self.kswapd_catch_up and alloc_flags & ALLOC_KSWAPD and not in_reclaim and kswapd_catch_up(machine):
+            # kswapd would have been reclaiming since the low watermark woke it
+            trace.kswapd_ran = True
+            pfn, zone = self._freelist(machine, order, alloc_flags, ac, trace)
+            if pfn >= 0:
+                return pfn, zone
 
         if (can_direct_reclaim and (costly_order or (order > 0 and ac.migratetype != _MOVABLE_MT))
                 and not pfmemalloc):
@@ -464,10 +478,11 @@ class FullSlowPath(SlowPath):
         return -1, None
 
 
-def install_slowpath(machine: Machine, compaction: DirectCompaction | None = None) -> FullSlowPath:
+def install_slowpath(machine: Machine, compaction: DirectCompaction | None = None, *,
+                     kswapd_catch_up: bool = True) -> FullSlowPath:
     """Give the machine the full slow path (``install_full_mm`` in daemons.py does this and
     sets up kswapd and kcompactd)."""
-    sp = FullSlowPath(compaction)
+    sp = FullSlowPath(compaction, kswapd_catch_up=kswapd_catch_up)
     machine.slowpath = sp
     return sp
 
