@@ -115,7 +115,8 @@ stop = "12s"
     r = Run(parse_scenario(text, host, label="t", name="t"), host)
     result = r.execute()
     w = result.workloads["build"]
-    assert w["jobs_running"] == 0 and w["jobs_started"] == w["jobs_done"] > 0
+    assert w["jobs_running"] == 0 and w["jobs_started"] == w["jobs_done"] + w["jobs_killed"]
+    assert w["jobs_done"] > 0 and w["jobs_killed"] == 2
     kinds = np.bincount(r.machine.pages.kind, minlength=len(PageKind))
     assert kinds[PageKind.ANON] == 0 and kinds[PageKind.PAGETABLE] == 0  # processes exited at stop
     assert kinds[PageKind.FILE] > 0  # the page cache stays

@@ -76,20 +76,29 @@ def _drop_caches_validate(args: Sequence[str]) -> None:
 def drop_caches_handler(run: Run, args: Sequence[str]) -> dict[str, Any]:
     """``echo N > /proc/sys/vm/drop_caches``: free clean page cache (1), reclaimable slab (2), or both.
 
-    Dirty pages stay, as in the kernel (run ``sync`` first there); an owner takes
-    part by having a ``drop_caches(level) -> int`` method returning the pages it freed.
+    Page cache goes through every reclaimable owner's ``shrink`` with writeback and
+    swap off, so dirty pages stay, as in the kernel (run ``sync`` first there);
+    slab through every registered shrinker.
     """
+    from pagemig.mm.pages import PageKind
+    from pagemig.mm.reclaim import ShrinkControl, reclaim_state, reclaimable_owners
+
+    m = run.machine
     level = int(args[0]) if args else 3
-    before = run.machine.nr_free_pages
+    before = m.nr_free_pages
     dropped = 0
-    for owner in list(run.machine.owners):
-        drop = getattr(owner, "drop_caches", None)
-        if drop is not None:
-            dropped += int(drop(level))
-    run.machine.vmstat["drop_pagecache" if level & 1 else "drop_slab"] += 1
-    if level == 3:
-        run.machine.vmstat["drop_slab"] += 1
-    return {"level": level, "pages_dropped": dropped, "free_pages_gained": run.machine.nr_free_pages - before}
+    if level & 1:
+        sc = ShrinkControl(may_writepage=False, swap=None, max_pfn=m.nr_pages)
+        for owner in reclaimable_owners(m):
+            n = int(owner.lru_sizes().get(PageKind.FILE, 0))
+            if n:
+                dropped += owner.shrink(PageKind.FILE, n, sc).reclaimed
+        m.vmstat["drop_pagecache"] += 1
+    if level & 2:
+        for shrinker in list(reclaim_state(m).shrinkers):
+            dropped += int(shrinker.scan_objects(int(shrinker.count_objects())))
+        m.vmstat["drop_slab"] += 1
+    return {"level": level, "pages_dropped": dropped, "free_pages_gained": m.nr_free_pages - before}
 
 
 def sample_handler(run: Run, args: Sequence[str]) -> dict[str, Any]:

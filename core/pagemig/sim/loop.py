@@ -155,6 +155,7 @@ class Run:
         self._specs: dict[str, WorkloadSpec] = {}
         self._active: list[str] = []
         self._pending: list[str] = []
+        self._stopped: list[str] = []
         self.samples: list[dict[str, Any]] = []
         self.compactions: list[CompactionRecord] = []
         self.timeline: list[dict[str, Any]] = []
@@ -280,8 +281,11 @@ class Run:
             if spec.stop is not None and spec.stop <= now + EPS:
                 w.stop(now)
                 self._active.remove(name)
+                self._stopped.append(name)
                 continue
             w.step(now, dt)
+        for name in self._stopped:
+            self.workloads[name].idle(now, dt)
 
     def _step(self, now: float, dt: float) -> None:
         m = self.machine

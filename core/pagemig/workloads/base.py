@@ -60,6 +60,10 @@ class Workload:
         """The workload's stop time has come: no more steps.  What it holds, it keeps,
         unless the workload's own model says its processes exit."""
 
+    def idle(self, now: float, dt: float) -> None:
+        """A step after the workload stopped: the kernel's work on its behalf goes on
+        (the page cache's flusher writes back what the workload left dirty)."""
+
     def stats(self) -> dict[str, int | float]:
         """Figures for the result's ``workloads`` section."""
         return {}

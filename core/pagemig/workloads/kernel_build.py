@@ -97,6 +97,7 @@ class KernelBuild(Workload):
         self.t0 = 0.0
         self.jobs_started = 0
         self.jobs_done = 0
+        self.jobs_killed = 0
         self.shortfall = 0
         self.running = True
         self.peak_cache = 0
@@ -137,14 +138,17 @@ class KernelBuild(Workload):
         self.cursor = int(o["headers"] + (self.cursor - o["headers"] + n) % span)
         self.dentries.grow(self.cache.read(np.concatenate((headers, np.unique(source)))))
 
-    def _end_job(self, job: Job) -> None:
+    def _end_job(self, job: Job, write: bool = True) -> None:
         self.procs.put(job.mm)
         self.pagetables.free_slots(job.pagetables)
         self.slab.free_slots(job.slab)
         if job.stack >= 0:
             self.stacks.free_slots([job.stack])
-        self.cache.write_output(self.options["output"])
-        self.jobs_done += 1
+        if write:
+            self.cache.write_output(self.options["output"])
+            self.jobs_done += 1
+        else:
+            self.jobs_killed += 1
 
     def step(self, now: float, dt: float) -> None:
         end = now + dt
@@ -166,17 +170,22 @@ class KernelBuild(Workload):
         self.peak_cache = max(self.peak_cache, len(self.cache.pages))
 
     def stop(self, now: float) -> None:
-        """The build is interrupted: its processes exit (the page cache stays)."""
+        """The build is interrupted: its processes exit without writing their objects
+        (the page cache stays, and what is dirty is written back in its time)."""
         self.running = False
         for job in self.jobs:
-            self._end_job(job)
+            self._end_job(job, write=False)
         self.jobs = []
+
+    def idle(self, now: float, dt: float) -> None:
+        self.cache.flush(now, self.options["dirty_expire"])
 
     def stats(self) -> dict[str, int | float]:
         return {
             "jobs_started": self.jobs_started,
             "jobs_done": self.jobs_done,
             "jobs_running": len(self.jobs),
+            "jobs_killed": self.jobs_killed,
             "anon_pages": self.procs.resident_pages(),
             "anon_swapped_pages": self.procs.swapped_pages(),
             "page_cache_pages": len(self.cache.pages),
