@@ -101,7 +101,7 @@ class CountingOwner(Owner):
 
     def __init__(self, machine: Machine, name: str, anon: int, file: int) -> None:
         self.name = name
-        self.sizes = {ANON: anon, FILE: file}
+        self.sizes: dict[int, int] = {ANON: anon, FILE: file}
         self.asked: list[tuple[PageKind, int]] = []
         machine.register_owner(self)
 

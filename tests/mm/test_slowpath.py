@@ -37,6 +37,7 @@ from pagemig.mm.slowpath import (
     COMPACT_PRIO_SYNC_FULL,
     COMPACT_PRIO_SYNC_LIGHT,
     FullSlowPath,
+    ModuleCompaction,
     SlowPathTrace,
 )
 from pagemig.mm.zone import Zone, ZoneSpec
@@ -459,6 +460,8 @@ def test_our_should_compact_retry_agrees_with_the_compaction_modules() -> None:
     m = small_machine()
     checkerboard(m)
     sp = FullSlowPath()
+    module = sp.compaction
+    assert isinstance(module, ModuleCompaction)
     ac = m.buddy.alloc_context(GFP_KERNEL)
     names = ["skipped", "deferred", "no_suitable_page", "continue", "complete", "partial_skipped",
              "contended", "success"]
@@ -467,7 +470,7 @@ def test_our_should_compact_retry_agrees_with_the_compaction_modules() -> None:
             for prio in (ASYNC, LIGHT, FULL):
                 for retries in (0, 3, 4, 5, 16, 17):
                     ours = sp._should_compact_retry(m, ac, order, 0, result, prio, retries)
-                    theirs = sp.compaction.should_compact_retry(m, ac, order, 0, result, prio, retries)
+                    theirs = module.should_compact_retry(m, ac, order, 0, result, prio, retries)
                     assert ours == theirs, (order, result, prio, retries)
 
 

@@ -878,8 +878,8 @@ def _shrink_lru_round(machine: Machine, sc: ScanControl, owners: list[Reclaimabl
     targets = get_scan_count(machine, sc, anon, file, swap is not None)
     ctl = ShrinkControl(may_writepage=sc.may_writepage, swap=swap,
                         max_pfn=_max_pfn(machine, sc.reclaim_idx), kswapd=sc.kswapd)
-    scanned = {ANON: 0, FILE: 0}
-    stolen = {ANON: 0, FILE: 0}
+    scanned: dict[int, int] = {ANON: 0, FILE: 0}
+    stolen: dict[int, int] = {ANON: 0, FILE: 0}
     written = swapped = 0
     for kind in LRU_KINDS:
         shares = _split(targets[kind], [int(s.get(kind, 0)) for s in sizes])
