@@ -4,6 +4,7 @@ are made from it by breaking one thing each)."""
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +15,21 @@ from pagemig.testing.scaffold import write_driver
 pytest_plugins = ["pytester"]
 
 REF_NAME = "kitref"
+
+
+def _load_helper(module_name: str, filename: str) -> None:
+    """Make a helper module beside this file importable by the tests (which pytest imports
+    with --import-mode=importlib, so this folder is not on sys.path)."""
+    if module_name in sys.modules:
+        return
+    spec = importlib.util.spec_from_file_location(module_name, Path(__file__).with_name(filename))
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    spec.loader.exec_module(module)
+
+
+_load_helper("pagemig_kit_broken_drivers", "broken_drivers.py")
 
 
 @pytest.fixture(scope="session")

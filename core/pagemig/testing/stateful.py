@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
 
 from pagemig.mm.movable import EAGAIN, EBUSY, ENOMEM, MigrateMode
 from pagemig.mm.pages import PageFlag
@@ -65,6 +65,11 @@ def run_random_operations(suite: DriverConformance) -> None:
                 return []
             return sorted({pool[i % len(pool)] for i in picks})
 
+        @initialize(n=st.integers(min_value=8, max_value=64))
+        def start_with_pages(self, n: int) -> None:
+            with self.step(), guard(self.machine, self.driver, f"populate({n})"):
+                call_count(self.driver, "populate", n)
+
         @rule(n=st.integers(min_value=1, max_value=48))
         def populate(self, n: int) -> None:
             with self.step(), guard(self.machine, self.driver, f"populate({n})"):
@@ -85,17 +90,32 @@ def run_random_operations(suite: DriverConformance) -> None:
         @rule(picks=PICKS, mode=st.sampled_from(MigrateMode), fault=FAULTS,
               fault_passes=st.integers(min_value=0, max_value=3))
         def migrate(self, picks: list[int], mode: MigrateMode, fault: int | None, fault_passes: int) -> None:
-            chosen = self._choose(self._live_isolated(), picks)
+            self._migrate(self._choose(self._live_isolated(), picks), mode, fault, fault_passes)
+
+        @rule(picks=PICKS, mode=st.sampled_from(MigrateMode), fault=FAULTS,
+              fault_passes=st.integers(min_value=0, max_value=3))
+        def isolate_and_migrate(self, picks: list[int], mode: MigrateMode, fault: int | None,
+                                fault_passes: int) -> None:
+            """What compaction does with a batch: isolate, then migrate at once."""
+            idle = vm.movable_idle_pages(self.machine, self.driver.owner_id).tolist()
+            with self.step(), guard(self.machine, self.driver, "isolate_page"):
+                chosen = vm.isolate(self.machine, self._choose(idle, picks), mode)
+            self.isolated.extend(chosen)
+            self._migrate(chosen, mode, fault, fault_passes)
+
+        def _migrate(self, chosen: list[int], mode: MigrateMode, fault: int | None, fault_passes: int) -> None:
             if not chosen:
                 return
 
-            def inject(src: int, pass_: int) -> int | None:
-                return fault if fault is not None and pass_ < fault_passes else None
+            def inject(src: int, attempt: int) -> int | None:
+                return fault if fault is not None and attempt < fault_passes else None
 
+            what = (f"migrate_page (the kit answered {fault} for the first {fault_passes} attempt(s))"
+                    if fault is not None and fault_passes else "migrate_page")
             with self.step():
-                migrate_and_verify(self.machine, self.driver, chosen, mode, inject=inject,
-                                   what=f"migrate_page (injected {fault} for {fault_passes} pass(es))")
-            self.isolated = [p for p in self.isolated if p not in set(chosen)]
+                migrate_and_verify(self.machine, self.driver, chosen, mode, inject=inject, what=what)
+            done = set(chosen)
+            self.isolated = [p for p in self.isolated if p not in done]
 
         @rule(picks=PICKS)
         def putback(self, picks: list[int]) -> None:
