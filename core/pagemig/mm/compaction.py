@@ -23,6 +23,11 @@ The pieces, by their kernel names:
   and ``echo 1 > /proc/sys/vm/compact_memory`` (:func:`compact_memory`).
 * Suitability (:func:`compaction_suitable` with ``extfrag_threshold``), skip bits
   and their reset, and deferral (``defer_shift`` up to 6).
+* The v5.1+ free-list searches for orders above 0: :func:`fast_isolate_freepages`
+  (targets taken straight off the MOVABLE free lists, from the top quarter of the
+  zone) and, for costly orders, :func:`fast_find_migrateblock` (start the migration
+  scanner in a block that already has free pages).  Full compaction (order -1)
+  and anything ignoring skip hints scan linearly, as in the kernel.
 
 Free pages isolated as migration targets leave the buddy allocator (``NR_FREE_PAGES``
 drops, as ``__isolate_free_page`` does) and are held by a registered owner named
@@ -37,9 +42,6 @@ cost a driver call each anyway, and to free blocks taken off their lists.
 
 Simplified, and why (docs/architecture.md has the full list):
 
-* no ``fast_isolate_freepages`` / ``fast_find_migrateblock`` (the v5.1 free-list
-  searches): the scanners are linear, as before v5.1 and as ``compact_memory``
-  (order -1) is in every version;
 * no page capture (``capture_control``): the allocation after direct compaction
   goes through the free lists;
 * no lock contention, no ``too_many_isolated`` throttling, no pcp lists to drain,
@@ -215,8 +217,14 @@ class CompactControl:
     batches: int = 0
     seconds: float = 0.0
     result: CompactResult | None = None
+    # the v5.1+ free-list searches
+    search_order: int = -1  # -1: start at order - 1
+    fast_search_fail: int = 0
+    fast_start_pfn: int = 0
 
     def __attrs_post_init__(self) -> None:
+        if self.search_order < 0:
+            self.search_order = self.order
         self.mode = MigrateMode(self.mode)
 
     @property
@@ -827,6 +835,237 @@ def _isolate_in_chunks(machine: Machine, cc: CompactControl, low_pfn: int, end_p
     return np.asarray(committed, dtype=np.int64), stop, first_lru, skipped
 
 
+# ------------------------------------------------------------------ free-list searches (v5.1+)
+FAST_START_DONE = 1 << 62  # ULONG_MAX in cc->fast_start_pfn: the fast start was used
+
+
+def freelist_scan_limit(cc: CompactControl) -> int:
+    """``freelist_scan_limit()``: fewer entries looked at after each failed fast search."""
+    return (COMPACT_CLUSTER_MAX >> min(63, cc.fast_search_fail)) + 1
+
+
+def _move_scanned_to_front(area: dict[int, None], scanned: list[int]) -> None:
+    """``move_freelist_head()``: the entries scanned from the list's tail, up to and
+    including the chosen one, go to the head's side so the next search skips them.  The
+    dict keeps a list in reverse (its last key is the list head), so they move to its end."""
+    for pfn in scanned:
+        if pfn in area:
+            del area[pfn]
+            area[pfn] = None
+
+
+def _rotate_behind(area: dict[int, None], pfn: int) -> None:
+    """``move_freelist_tail()``: everything from the list head up to ``pfn`` goes to the
+    tail, the unvisited rest to the head."""
+    keys = list(area)
+    i = keys.index(pfn)
+    if i == len(keys) - 1:
+        return  # already the head: list_is_first()
+    area.clear()
+    area.update(dict.fromkeys(keys[i + 1:] + keys[:i + 1]))
+
+
+def _isolate_one_free_block(machine: Machine, cc: CompactControl, pfn: int) -> int:
+    """``__isolate_free_page()`` for one listed block; 0 if the watermark says no."""
+    zone = cc.zone
+    size = 1 << machine.pages._private[pfn]
+    if zone.free_pages <= zone.wmark_min + size + zone.lowmem_reserve[0]:
+        return 0
+    _take_free_blocks(machine, cc, [pfn], [size])
+    _count(machine, cc, "compact_isolated", size)
+    cc.seconds += size * costs.COST_ISOLATE_PAGE
+    return size
+
+
+def fast_isolate_around(machine: Machine, cc: CompactControl, pfn: int, nr_isolated: int) -> None:
+    """``fast_isolate_around()``: after a free-list hit, scan the rest of its pageblock."""
+    if cc.nr_freepages >= cc.nr_migratepages:
+        return
+    if cc.direct_compaction and cc.mode == MigrateMode.ASYNC:
+        return  # minimise scanning during async compaction
+    zone = cc.zone
+    start = max(pageblock_start_pfn(machine, pfn), zone.start_pfn)
+    end = min(pageblock_end_pfn(machine, pfn), zone.end_pfn)
+    if start != pfn:
+        isolate_freepages_block(machine, cc, start, pfn, 1)
+        if cc.nr_freepages >= cc.nr_migratepages:
+            return
+    after = pfn + nr_isolated
+    if after < end:
+        isolate_freepages_block(machine, cc, after, end, 1)
+    if cc.nr_freepages < cc.nr_migratepages:
+        set_pageblock_skip(machine, start)  # full or nearly full: skip it in future
+
+
+def _next_search_order(cc: CompactControl, order: int) -> int:
+    """``next_search_order()``: round-robin over the orders below the request."""
+    order -= 1
+    if order < 0:
+        order = cc.order - 1
+    if order == cc.search_order:
+        cc.search_order -= 1
+        if cc.search_order < 0:
+            cc.search_order = cc.order - 1
+        return -1
+    return order
+
+
+def fast_isolate_freepages(machine: Machine, cc: CompactControl) -> int:
+    """``fast_isolate_freepages()`` (v5.1+): look for a target on the MOVABLE free lists
+    below the requested order, preferring the top quarter of the space between the
+    scanners; returns the pfn the free scanner should continue from."""
+    if cc.order <= 0:
+        return cc.free_pfn
+    zone = cc.zone
+    state = compaction_state(machine)
+    nr_pb = machine.pageblock_nr_pages
+    limit = max(1, freelist_scan_limit(cc) >> 1)
+    scan_start = False
+    if cc.free_pfn >= state.init_free_pfn[zone.index]:
+        limit = nr_pb >> 1
+        scan_start = True
+    distance = cc.free_pfn - cc.migrate_pfn
+    low_pfn = pageblock_start_pfn(machine, cc.free_pfn - (distance >> 2))
+    min_pfn = pageblock_start_pfn(machine, cc.free_pfn - (distance >> 1))
+    low_pfn = max(low_pfn, min_pfn)
+    cc.search_order = min(cc.order - 1, cc.search_order)
+    highest = 0
+    nr_scanned = 0
+    page = -1
+    nr_isolated = 0
+    order = cc.search_order
+    while page < 0 and order >= 0:
+        area = zone.free_area[order][MOVABLE_MT]
+        if zone.nr_free(order):
+            order_scanned = 0
+            high_pfn = 0
+            scanned: list[int] = []
+            chosen = -1
+            for pfn in area:  # the list walked from its tail
+                order_scanned += 1
+                nr_scanned += 1
+                scanned.append(pfn)
+                if pfn >= highest:
+                    highest = max(pageblock_start_pfn(machine, pfn), zone.start_pfn)
+                if pfn >= low_pfn:
+                    cc.fast_search_fail = 0
+                    cc.search_order = order
+                    chosen = pfn
+                    break
+                if pfn >= min_pfn and pfn > high_pfn:
+                    high_pfn = pfn
+                    limit >>= 1  # shorten the scan once a candidate is found
+                if order_scanned >= limit:
+                    break
+            if chosen < 0 and high_pfn:
+                chosen = high_pfn  # the best candidate in the top half
+            if chosen >= 0:
+                _move_scanned_to_front(area, scanned[:scanned.index(chosen) + 1])
+            elif order_scanned >= limit:
+                _move_scanned_to_front(area, scanned)  # stopped by the limit: skip these next time
+            if chosen >= 0:
+                got = _isolate_one_free_block(machine, cc, chosen)
+                if got:
+                    nr_isolated = got
+                    page = chosen
+                else:
+                    order = cc.search_order + 1  # isolation failed: abort the search
+                    page = -1
+                    chosen = -1
+            if cc.nr_freepages >= cc.nr_migratepages:
+                break
+            if order_scanned >= limit:
+                limit = max(1, limit >> 1)
+        order = _next_search_order(cc, order)
+    if page < 0:
+        cc.fast_search_fail += 1
+        if scan_start:
+            # the highest block seen, if above the min mark ("highest >= min_pfn": the
+            # fix of 2020 that stops a bad sample from pulling the free scanner down)
+            if highest and highest >= min_pfn:
+                page = highest
+                cc.free_pfn = highest
+            elif cc.direct_compaction and zone.contains(min_pfn):
+                page = min_pfn
+                cc.free_pfn = min_pfn
+    if highest and highest >= zone.compact_cached_free_pfn:
+        zone.compact_cached_free_pfn = highest - nr_pb
+    cc.total_free_scanned += nr_scanned
+    cc.seconds += nr_scanned * costs.COST_SCAN_PAGE
+    if page < 0:
+        return cc.free_pfn
+    fast_isolate_around(machine, cc, page, nr_isolated)
+    return page
+
+
+def update_fast_start_pfn(cc: CompactControl, pfn: int) -> None:
+    if cc.fast_start_pfn == FAST_START_DONE:
+        return
+    if not cc.fast_start_pfn:
+        cc.fast_start_pfn = pfn
+    cc.fast_start_pfn = min(cc.fast_start_pfn, pfn)
+
+
+def reinit_migrate_pfn(cc: CompactControl) -> int:
+    if not cc.fast_start_pfn or cc.fast_start_pfn == FAST_START_DONE:
+        return cc.migrate_pfn
+    cc.migrate_pfn = cc.fast_start_pfn
+    cc.fast_start_pfn = FAST_START_DONE
+    return cc.migrate_pfn
+
+
+def fast_find_migrateblock(machine: Machine, cc: CompactControl) -> int:
+    """``fast_find_migrateblock()`` (v5.1+): for a costly order, start the migration
+    scanner in a MOVABLE block low in the zone that already has free pages of order 3
+    or more (so fewer pages need moving to free it); returns where to scan from."""
+    pfn = cc.migrate_pfn
+    zone = cc.zone
+    if cc.ignore_skip_hint:
+        return pfn
+    if pfn != zone.start_pfn and pfn != pageblock_start_pfn(machine, pfn):
+        return pfn  # a continuation inside a block
+    if cc.order <= PAGE_ALLOC_COSTLY_ORDER:
+        return pfn
+    if cc.direct_compaction and cc.migratetype != MOVABLE_MT:
+        return pfn
+    limit = freelist_scan_limit(cc)
+    nr_scanned = 0
+    distance = (cc.free_pfn - cc.migrate_pfn) >> 1
+    if cc.migrate_pfn != zone.start_pfn:
+        distance >>= 2
+    high_pfn = pageblock_start_pfn(machine, cc.migrate_pfn + distance)
+    skip_bits = machine.buddy._pb_skip
+    pbo = machine.pageblock_order
+    found = False
+    order = cc.order - 1
+    while order >= PAGE_ALLOC_COSTLY_ORDER and not found and nr_scanned < limit:
+        if zone.nr_free(order):
+            area = zone.free_area[order][MOVABLE_MT]
+            for free_pfn in reversed(area):  # the list walked from its head
+                if nr_scanned >= limit:
+                    nr_scanned += 1
+                    _rotate_behind(area, free_pfn)
+                    break
+                nr_scanned += 1
+                if free_pfn < high_pfn:
+                    if skip_bits[free_pfn >> pbo]:
+                        continue
+                    _rotate_behind(area, free_pfn)
+                    update_fast_start_pfn(cc, free_pfn)
+                    pfn = max(pageblock_start_pfn(machine, free_pfn), zone.start_pfn)
+                    cc.fast_search_fail = 0
+                    found = True
+                    skip_bits[free_pfn >> pbo] = 1
+                    break
+        order -= 1
+    cc.total_migrate_scanned += nr_scanned
+    cc.seconds += nr_scanned * costs.COST_SCAN_PAGE
+    if not found:
+        cc.fast_search_fail += 1
+        pfn = reinit_migrate_pfn(cc)
+    return pfn
+
+
 def isolate_migratepages(machine: Machine, cc: CompactControl) -> IsolateMigrate:
     """``isolate_migratepages()``: the default ``pagemig_compaction_isolate_migratepages``
     policy.  From ``cc.migrate_pfn``, skip blocks marked skip (at their start) and, for
@@ -836,13 +1075,14 @@ def isolate_migratepages(machine: Machine, cc: CompactControl) -> IsolateMigrate
     nr_pb = machine.pageblock_nr_pages
     pbo = machine.pageblock_order
     skip_bits = machine.buddy._pb_skip
-    low_pfn = cc.migrate_pfn
+    low_pfn = fast_find_migrateblock(machine, cc)
+    fast_find_block = low_pfn != cc.migrate_pfn and not cc.fast_search_fail
     block_start = max(low_pfn & ~(nr_pb - 1), zone.start_pfn)
     block_end = pageblock_end_pfn(machine, low_pfn)
     while block_end <= cc.free_pfn:
         if block_start >= zone.start_pfn and block_end <= zone.end_pfn:
             aligned = not low_pfn & (nr_pb - 1)
-            if aligned and not cc.ignore_skip_hint and skip_bits[block_start >> pbo]:
+            if aligned and not fast_find_block and not cc.ignore_skip_hint and skip_bits[block_start >> pbo]:
                 pass
             elif not suitable_migration_source(machine, cc, block_start):
                 update_cached_migrate(machine, cc, block_end)
@@ -850,6 +1090,7 @@ def isolate_migratepages(machine: Machine, cc: CompactControl) -> IsolateMigrate
                 if isolate_migratepages_block(machine, cc, low_pfn, block_end):
                     return ISOLATE_ABORT
                 break
+        fast_find_block = False
         low_pfn = block_end
         cc.migrate_pfn = low_pfn
         block_start = block_end
@@ -996,6 +1237,10 @@ def isolate_freepages(machine: Machine, cc: CompactControl) -> int:
     isolated."""
     zone = cc.zone
     nr_pb = machine.pageblock_nr_pages
+    had = cc.nr_freepages
+    fast_isolate_freepages(machine, cc)
+    if cc.nr_freepages:
+        return cc.nr_freepages - had
     isolate_start = cc.free_pfn
     block_start = isolate_start & ~(nr_pb - 1)
     block_end = min(block_start + nr_pb, zone.end_pfn)
@@ -1122,9 +1367,9 @@ def _migrate_batch(machine: Machine, cc: CompactControl, policies: _Policies) ->
             k = min(n - len(out), len(fp))
             chunk = fp[-k:]
             del fp[-k:]
+            cc.nr_freepages = len(fp)
             chunk.reverse()
             out.extend(chunk)
-        cc.nr_freepages = len(cc.freepages)
         return np.asarray(out, dtype=np.int64)
 
     def get_new_page(_src: int) -> int:
