@@ -53,6 +53,7 @@ from typing import Any
 
 import numpy as np
 import structlog
+
 from pagemig.driver import Driver
 from pagemig.mm.gfp import GFP_HIGHUSER, GFP_HIGHUSER_MOVABLE, Gfp
 from pagemig.mm.machine import Machine

@@ -15,7 +15,6 @@ from pagemig.mm.pages import PAGE_SIZE
 from pagemig.sim import schema
 from pagemig.sim.schema import Field, TableError
 from pagemig.sim.units import UnitError, parse_size
-
 from pagemig_balloon.driver import DEFAULT_INFLATE_RATE, OOM_VBALLOON_DEFAULT_PAGES
 
 RATE_EXPECTED = 'pages per second (65536), "65536/s", or a size per second such as "256MiB/s"'

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from pagemig.testing.conformance import DriverConformance
+from pagemig.testing import DriverConformance
 
 
 class TestBalloonConformance(DriverConformance):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from pagemig.mm.buddy import AllocContext
 from pagemig.mm.gfp import GFP_HIGHUSER_MOVABLE, GFP_KERNEL, Gfp, MigrateType
 from pagemig.mm.invariants import assert_consistent

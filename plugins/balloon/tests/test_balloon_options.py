@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from pagemig.sim.schema import TableError
 from pagemig_balloon.options import validate_options
 

@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 import structlog
+
 from pagemig.driver import Driver
 from pagemig.mm.gfp import (
     ALLOC_NO_WATERMARKS,
@@ -47,7 +48,6 @@ from pagemig.mm.gfp import (
 from pagemig.mm.machine import Machine
 from pagemig.mm.movable import MigrateMode
 from pagemig.mm.pages import PAGE_SIZE, Page, PageKind
-
 from pagemig_zram.zsmalloc import ZsPool, mix64
 
 log = structlog.get_logger(__name__)

@@ -7,7 +7,6 @@ from typing import Any
 
 from pagemig import hookimpl
 from pagemig.driver import DriverInfo
-
 from pagemig_zram.driver import ZramDevice
 from pagemig_zram.options import validate_options
 

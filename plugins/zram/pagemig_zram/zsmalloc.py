@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING
 
 import attrs
 import numpy as np
+
 from pagemig.mm.movable import EAGAIN, EBUSY, MIGRATEPAGE_SUCCESS, MigrateMode, clear_movable, set_movable
 from pagemig.mm.owner import PageSet
 from pagemig.mm.pages import PAGE_SHIFT, PAGE_SIZE, Page, copy_page

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from pagemig.mm.gfp import Gfp, MigrateType
 from pagemig.mm.invariants import assert_consistent
 from pagemig.mm.machine import Machine, MachineConfig, MiB

@@ -10,6 +10,7 @@ import numpy as np
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+
 from pagemig.mm.gfp import GFP_HIGHUSER_MOVABLE
 from pagemig.mm.invariants import assert_consistent
 from pagemig.mm.machine import Machine, MachineConfig, MiB
