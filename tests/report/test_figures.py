@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from pagemig.mm.machine import Machine, MachineConfig, MiB
 from pagemig.mm.pages import PageKind
 from pagemig.plugins import get_plugin_host

@@ -5,13 +5,14 @@ from __future__ import annotations
 import io
 
 import pytest
+from rich.console import Console
+
 from pagemig.mm.machine import Machine, MachineConfig, MiB
 from pagemig.mm.vmstat import render_buddyinfo, render_extfrag_index, render_unusable_index
 from pagemig.plugins import get_plugin_host
 from pagemig.report import compare, tables
 from pagemig.sim.loop import run_scenario
 from pagemig.sim.scenario import load_scenario
-from rich.console import Console
 
 
 @pytest.mark.parametrize(("value", "text"), [(827, "0.827"), (-1000, "-1.000"), (0, "0.000"), (1000, "1.000"),

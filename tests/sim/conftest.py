@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+
 from pagemig import hookimpl
 from pagemig.driver import Driver, DriverInfo
 from pagemig.mm.gfp import GFP_KERNEL

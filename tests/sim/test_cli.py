@@ -6,9 +6,10 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-import pagemig.cli as cli_mod
 import pytest
 from click.testing import CliRunner, Result
+
+import pagemig.cli as cli_mod
 from pagemig.plugins import PluginHost
 
 

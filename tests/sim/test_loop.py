@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+
 from pagemig.mm.pages import PageKind
 from pagemig.sim.loop import Run, run_scenario
 from pagemig.sim.result import SCHEMA_VERSION, without_timings
@@ -145,3 +146,19 @@ def test_driver_movable_flag_reaches_pages(host, small_toml: str, movable: bool)
     from pagemig.mm.gfp import MigrateType
 
     assert bool(np.all(mts == MigrateType.MOVABLE)) is movable
+
+
+def test_proactive_compaction_is_recorded(host) -> None:  # type: ignore[no-untyped-def]
+    """frag leaves the node's fragmentation score far above proactive compaction's high mark
+    (30 at the default proactiveness 20), so kcompactd's 500 ms check compacts."""
+    from pagemig.sim.scenario import load_scenario
+
+    sc = load_scenario("frag-proactive-1g", host, overrides=["machine.memory=256MiB", "duration=3s"])
+    result = run_scenario(sc, host)
+    recs = [c for c in result.compactions if c.trigger == "proactive"]
+    assert recs and recs[0].time == 0.5
+    assert recs[0].zones and all(z["order"] == -1 for z in recs[0].zones)
+    assert recs[0].counters.get("compact_migrate_scanned", 0) > 0
+    assert recs[0].before["unusable_index"][9] > 300
+    assert [c.index for c in result.compactions] == list(range(len(result.compactions)))
+    assert result.checker["ok"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from pagemig.mm.pages import PAGE_SIZE
 from pagemig.sim.scenario import (
     ScenarioError,

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+
 from pagemig.mm.daemons import background_tick, install_full_mm
 from pagemig.mm.machine import Machine, MachineConfig, MiB
 from pagemig.workloads.base import Workload

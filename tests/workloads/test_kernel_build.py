@@ -4,6 +4,7 @@ kswapd takes the oldest clean pages back, and the processes' own memory comes an
 from __future__ import annotations
 
 import numpy as np
+
 from pagemig.mm.daemons import background_tick
 from pagemig.mm.invariants import assert_consistent
 from pagemig.mm.pages import PageFlag, PageKind

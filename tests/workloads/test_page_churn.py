@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from pagemig.mm.invariants import assert_consistent
 from pagemig.mm.pages import PageKind
 from pagemig.workloads import page_churn

@@ -90,6 +90,33 @@ def _compaction_text(c: Mapping[str, Any], pageblock_order: int) -> Text:
     return out
 
 
+BACKGROUND_TRIGGERS = ("kcompactd", "proactive")
+BACKGROUND_SHOWN = 12  # background compactions listed one per line: the first and the last half of these
+
+
+def _background_table(records: Sequence[Mapping[str, Any]], pageblock_order: int) -> Table:
+    """kcompactd's and proactive compaction's runs, a line each (the middle elided when many)."""
+    t = Table(title=f"background compaction ({len(records)} runs; kcompactd and proactive)", title_justify="left",
+              show_edge=False, pad_edge=False)
+    for col in ("#", "time", "trigger", "migrated", "MiB free >= order 3", f"MiB free >= order {pageblock_order}",
+                f"unusable index order {pageblock_order}"):
+        t.add_column(col, justify="left" if col == "trigger" else "right")
+    half = BACKGROUND_SHOWN // 2
+    shown = list(records) if len(records) <= BACKGROUND_SHOWN else [*records[:half], None, *records[-half:]]
+    for c in shown:
+        if c is None:
+            t.add_row("...", "", f"{len(records) - 2 * half} more", "", "", "", "")
+            continue
+        b, a = c["before"], c["after"]
+        t.add_row(str(c["index"]), format_duration(c["time_s"]), c["trigger"],
+                  f"{c['counters'].get('pgmigrate_success', 0):,}",
+                  f"{mib(b['free_pages_order_ge_3'])} -> {mib(a['free_pages_order_ge_3'])}",
+                  f"{mib(b['free_pages_order_ge_pageblock'])} -> {mib(a['free_pages_order_ge_pageblock'])}",
+                  f"{index_text(b['unusable_index'][pageblock_order])} -> "
+                  f"{index_text(a['unusable_index'][pageblock_order])}")
+    return t
+
+
 def _vmstat_table(vmstat: Mapping[str, int]) -> Table:
     """Counters that moved (and the page-state gauges), three name/value pairs a row."""
     items = [(k, v) for k, v in vmstat.items() if v]
@@ -167,7 +194,11 @@ def summary(doc: Mapping[str, Any]) -> RenderableType:
             tl.add_row(format_duration(e["time_s"]), e["command"], ", ".join(f"{k} {_fmt(v)}"
                                                                             for k, v in e["result"].items()))
         parts += [Text(""), tl]
-    for c in doc["compactions"]:
+    explicit = [c for c in doc["compactions"] if c["trigger"] not in BACKGROUND_TRIGGERS]
+    background = [c for c in doc["compactions"] if c["trigger"] in BACKGROUND_TRIGGERS]
+    if background:
+        parts += [Text(""), _background_table(background, pbo)]
+    for c in explicit:
         parts += [Text(""), _compaction_table(c, pbo), _compaction_text(c, pbo)]
     if not doc["compactions"] and doc["samples"]:
         last = doc["samples"][-1]

@@ -97,8 +97,8 @@ class AppChurn(Workload):
         stacks = self.stacks.alloc(o["threads"])
         kernel: dict[int, list[int]] = {}
         for order, share in KERNEL_ORDERS:
-            got = self.kernel[order].alloc(int(o["kernel"] * share) >> order)
-            kernel[order] = [self.kernel[order].slot_of(p) for p in got]
+            blocks = self.kernel[order].alloc(int(o["kernel"] * share) >> order)
+            kernel[order] = [self.kernel[order].slot_of(p) for p in blocks]
         self.shortfall += (base - got) + (nr_pt - len(pagetables))
         self.apps.append(App(end=now + float(rng.exponential(o["lifetime"])), mm=mm, pagetables=pagetables,
                              thp=[self.thp.slot_of(p) for p in thp],
