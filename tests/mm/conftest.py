@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
+
 from pagemig.mm.gfp import GFP_HIGHUSER_MOVABLE
 from pagemig.mm.machine import GiB, Machine, MachineConfig
 from pagemig.mm.owner import SimpleOwner

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from pagemig import hookimpl
 from pagemig.mm import compaction as C
 from pagemig.mm import vmstat

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from pagemig.driver import Driver
 from pagemig.mm.gfp import GFP_HIGHUSER_MOVABLE
 from pagemig.mm.invariants import assert_consistent
@@ -397,4 +398,31 @@ def test_every_page_ends_migrated_or_failed(n_lru: int, n_drv: int, scripts: lis
     assert d.log["putback"] == res.nr_failed
     assert res.passes <= MIGRATE_PASSES
     assert not (m.pages.flags & ISOLATED).any()
+    assert_consistent(m)
+
+
+def test_a_raising_target_allocator_leaves_every_page_accounted_for(one_zone_machine) -> None:
+    m = one_zone_machine(4096)
+    o = CountingOwner(m, "o")
+    p = m.alloc_pages_bulk(GFP_HIGHUSER_MOVABLE, 6, o.owner_id, PageKind.ANON)
+    o.pages.add_many(p, p.astype(np.uint64) + 7)
+    d = ScriptedDriver(m)
+    drv = d.alloc(2)
+    get, _ = targets(m)
+    calls = 0
+
+    def flaky(src: int) -> int:
+        nonlocal calls
+        calls += 1
+        if calls == 3:
+            raise RuntimeError("allocator bug")
+        return get(src)
+
+    src = [int(p[0]), *isolate_driver_pages(m, drv), *isolate_lru_pages(m, p[1:]).tolist()]
+    isolate_lru_page(m, int(p[0]))
+    with pytest.raises(RuntimeError, match="allocator bug"):
+        migrate_pages(m, src, flaky)
+    # page 0 and driver page 0 moved before the failure; everything else went back
+    assert not (m.pages.flags & ISOLATED).any()
+    assert o.calls == [1] and len(d.tokens) == 2
     assert_consistent(m)

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from pagemig.mm import vmstat
 from pagemig.mm.gfp import GFP_HIGHUSER_MOVABLE, GFP_KERNEL, MigrateType
 from pagemig.mm.machine import Machine, MachineConfig

@@ -865,8 +865,13 @@ def _rotate_behind(area: dict[int, None], pfn: int) -> None:
     area.update(dict.fromkeys(keys[i + 1:] + keys[:i + 1]))
 
 
-def _isolate_one_free_block(machine: Machine, cc: CompactControl, pfn: int) -> int:
-    """``__isolate_free_page()`` for one listed block; 0 if the watermark says no."""
+def isolate_free_block(machine: Machine, cc: CompactControl, pfn: int) -> int:
+    """``__isolate_free_page()`` for the free block whose head is ``pfn``: take it off its
+    list and hold its pages as targets of ``cc``; returns the pages taken, 0 if the
+    watermark says no.  For policies (plugins) that pick their own targets."""
+    pages = machine.pages
+    if not pages._flags[pfn] & BUDDY or not cc.zone.contains(pfn):
+        raise ValueError(f"pfn {pfn:#x} is not the head of a free block of zone {cc.zone.name}")
     zone = cc.zone
     size = 1 << machine.pages._private[pfn]
     if zone.free_pages <= zone.wmark_min + size + zone.lowmem_reserve[0]:
@@ -964,7 +969,7 @@ def fast_isolate_freepages(machine: Machine, cc: CompactControl) -> int:
             elif order_scanned >= limit:
                 _move_scanned_to_front(area, scanned)  # stopped by the limit: skip these next time
             if chosen >= 0:
-                got = _isolate_one_free_block(machine, cc, chosen)
+                got = isolate_free_block(machine, cc, chosen)
                 if got:
                     nr_isolated = got
                     page = chosen
@@ -1360,7 +1365,13 @@ def _migrate_batch(machine: Machine, cc: CompactControl, policies: _Policies) ->
         fp = cc.freepages
         while len(out) < n:
             if not fp:
-                policies.isolate_freepages(cc)
+                try:
+                    policies.isolate_freepages(cc)
+                except BaseException:
+                    out.reverse()  # hand the targets taken so far back, for the cleanup
+                    cc.freepages.extend(out)
+                    cc.nr_freepages = len(cc.freepages)
+                    raise
                 fp = cc.freepages
                 if not fp:
                     break
@@ -1867,8 +1878,11 @@ __all__ = [
     "compaction_state",
     "compaction_suitable",
     "defer_compaction",
+    "isolate_free_block",
     "isolate_freepages",
+    "isolate_freepages_block",
     "isolate_migratepages",
+    "isolate_migratepages_block",
     "kcompactd_run",
     "reset_isolation_suitable",
     "should_compact_retry",

@@ -228,6 +228,18 @@ def free_migrated_sources(machine: Machine, src: np.ndarray) -> None:
 
 
 # ------------------------------------------------------------------ migrate_pages
+def _finish_lru(machine: Machine, lru_src: list[np.ndarray], lru_dst: list[np.ndarray]) -> None:
+    """Owners hear where their pages went, then the sources are freed (once per call)."""
+    if not lru_src:
+        return
+    src_all = np.concatenate(lru_src) if len(lru_src) > 1 else lru_src[0]
+    dst_all = np.concatenate(lru_dst) if len(lru_dst) > 1 else lru_dst[0]
+    lru_src.clear()
+    lru_dst.clear()
+    notify_owners(machine, src_all, dst_all)
+    free_migrated_sources(machine, src_all)
+
+
 def _take_targets(run: np.ndarray, get_new_page: GetNewPage, get_new_pages: GetNewPages | None) -> np.ndarray:
     n = len(run)
     if get_new_pages is not None:
@@ -297,108 +309,111 @@ def migrate_pages(machine: Machine, pfns: Iterable[int] | np.ndarray, get_new_pa
     pending = arr
     seconds = 0.0
     stopped = False
-    for pass_ in range(MIGRATE_PASSES):
-        if not len(pending) or stopped:
-            break
-        res.passes = pass_ + 1
-        retry: list[int] = []
-        k = kind[pending]
-        f = flags[pending]
-        is_lru = ((k == ANON) | (k == FILE)) & ((f & LOCKED) == 0)
-        n = len(pending)
-        if is_lru.all():
-            bounds = [(0, n)]
-        else:
-            edges = np.flatnonzero(np.diff(np.concatenate(([0], is_lru.astype(np.int8), [0]))))
-            bounds = list(zip(edges[0::2].tolist(), edges[1::2].tolist(), strict=True))
-        # Walk the list: LRU runs in one go, every other page on its own.
-        i = 0
-        run_iter = iter(bounds)
-        next_run = next(run_iter, None)
-        while i < n:
-            if next_run is not None and i == next_run[0]:
-                a, b = next_run
-                next_run = next(run_iter, None)
-                run = pending[a:b]
-                dst = _take_targets(run, get_new_page, get_new_pages)
-                m = len(dst)
-                if m:
-                    move_lru_pages(machine, run[:m], dst)
-                    lru_src.append(run[:m])
-                    lru_dst.append(dst)
-                    res.nr_succeeded += m
-                    res.nr_lru += m
-                    seconds += m * costs.COST_MIGRATE_PAGE
-                if m < len(run):
-                    # -ENOMEM: this page and everything not yet done go back
+    try:
+        for pass_ in range(MIGRATE_PASSES):
+            if not len(pending) or stopped:
+                break
+            res.passes = pass_ + 1
+            retry: list[int] = []
+            k = kind[pending]
+            f = flags[pending]
+            is_lru = ((k == ANON) | (k == FILE)) & ((f & LOCKED) == 0)
+            n = len(pending)
+            if is_lru.all():
+                bounds = [(0, n)]
+            else:
+                edges = np.flatnonzero(np.diff(np.concatenate(([0], is_lru.astype(np.int8), [0]))))
+                bounds = list(zip(edges[0::2].tolist(), edges[1::2].tolist(), strict=True))
+            # Walk the list: LRU runs in one go, every other page on its own.
+            i = 0
+            run_iter = iter(bounds)
+            next_run = next(run_iter, None)
+            while i < n:
+                if next_run is not None and i == next_run[0]:
+                    a, b = next_run
+                    next_run = next(run_iter, None)
+                    run = pending[a:b]
+                    dst = _take_targets(run, get_new_page, get_new_pages)
+                    m = len(dst)
+                    if m:
+                        move_lru_pages(machine, run[:m], dst)
+                        lru_src.append(run[:m])
+                        lru_dst.append(dst)
+                        res.nr_succeeded += m
+                        res.nr_lru += m
+                        seconds += m * costs.COST_MIGRATE_PAGE
+                    if m < len(run):
+                        # -ENOMEM: this page and everything not yet done go back
+                        res.rc = -ENOMEM
+                        res.nr_failed += 1
+                        res.nr_failed_pages += 1 + len(retry)
+                        failed.extend(run[m:].tolist())
+                        failed.extend(pending[b:].tolist())
+                        failed.extend(retry)
+                        retry = []
+                        stopped = True
+                        break
+                    i = b
+                    continue
+                pfn = int(pending[i])
+                i += 1
+                kp = kind[pfn]
+                if kp != DRIVER:  # an LRU page somebody holds locked
+                    retry.append(pfn)
+                    res.nr_retried += 1
+                    continue
+                if is_orphan(machine, pfn):
+                    machine.release_orphan(pfn)
+                    res.nr_succeeded += 1
+                    res.nr_orphans += 1
+                    continue
+                dst_pfn = int(get_new_page(pfn))
+                if dst_pfn < 0:
+                    rc = -ENOMEM
+                    consumed = False
+                else:
+                    rc, consumed = migrate_movable_page(machine, dst_pfn, pfn, mode)
+                    seconds += costs.COST_MIGRATE_DRIVER_PAGE
+                if rc == MIGRATEPAGE_SUCCESS:
+                    if is_orphan(machine, pfn):  # freed by its driver during the callback
+                        machine.release_orphan(pfn)
+                    else:
+                        machine.free_pages(pfn, 0)
+                    res.nr_succeeded += 1
+                    res.nr_movable += 1
+                    continue
+                if dst_pfn >= 0 and not consumed:
+                    _release_target(machine, dst_pfn, put_new_page)
+                if rc == -EAGAIN:
+                    retry.append(pfn)
+                    res.nr_retried += 1
+                elif rc == -ENOMEM:
                     res.rc = -ENOMEM
                     res.nr_failed += 1
                     res.nr_failed_pages += 1 + len(retry)
-                    failed.extend(run[m:].tolist())
-                    failed.extend(pending[b:].tolist())
+                    failed.append(pfn)
+                    failed.extend(pending[i:].tolist())
                     failed.extend(retry)
                     retry = []
                     stopped = True
                     break
-                i = b
-                continue
-            pfn = int(pending[i])
-            i += 1
-            kp = kind[pfn]
-            if kp != DRIVER:  # an LRU page somebody holds locked
-                retry.append(pfn)
-                res.nr_retried += 1
-                continue
-            if is_orphan(machine, pfn):
-                machine.release_orphan(pfn)
-                res.nr_succeeded += 1
-                res.nr_orphans += 1
-                continue
-            dst_pfn = int(get_new_page(pfn))
-            if dst_pfn < 0:
-                rc = -ENOMEM
-                consumed = False
-            else:
-                rc, consumed = migrate_movable_page(machine, dst_pfn, pfn, mode)
-                seconds += costs.COST_MIGRATE_DRIVER_PAGE
-            if rc == MIGRATEPAGE_SUCCESS:
-                if is_orphan(machine, pfn):  # freed by its driver during the callback
-                    machine.release_orphan(pfn)
                 else:
-                    machine.free_pages(pfn, 0)
-                res.nr_succeeded += 1
-                res.nr_movable += 1
-                continue
-            if dst_pfn >= 0 and not consumed:
-                _release_target(machine, dst_pfn, put_new_page)
-            if rc == -EAGAIN:
-                retry.append(pfn)
-                res.nr_retried += 1
-            elif rc == -ENOMEM:
-                res.rc = -ENOMEM
-                res.nr_failed += 1
-                res.nr_failed_pages += 1 + len(retry)
-                failed.append(pfn)
-                failed.extend(pending[i:].tolist())
-                failed.extend(retry)
-                retry = []
-                stopped = True
-                break
-            else:
-                res.nr_failed += 1
-                res.nr_failed_pages += 1
-                failed.append(pfn)
-        pending = np.asarray(retry, dtype=np.int64)
-    if len(pending):  # still asking to be retried after the last pass
-        res.nr_failed += len(pending)
-        res.nr_failed_pages += len(pending)
-        failed.extend(pending.tolist())
+                    res.nr_failed += 1
+                    res.nr_failed_pages += 1
+                    failed.append(pfn)
+            pending = np.asarray(retry, dtype=np.int64)
+        if len(pending):  # still asking to be retried after the last pass
+            res.nr_failed += len(pending)
+            res.nr_failed_pages += len(pending)
+            failed.extend(pending.tolist())
+    except BaseException:
+        # a target allocator or an owner raised: finish what was done, put back the rest
+        _finish_lru(machine, lru_src, lru_dst)
+        still = arr[((flags[arr] & ISOLATED) != 0) & (kind[arr] != FREE)]
+        putback_movable_pages(machine, still)
+        raise
 
-    if lru_src:
-        src_all = np.concatenate(lru_src) if len(lru_src) > 1 else lru_src[0]
-        dst_all = np.concatenate(lru_dst) if len(lru_dst) > 1 else lru_dst[0]
-        notify_owners(machine, src_all, dst_all)
-        free_migrated_sources(machine, src_all)
+    _finish_lru(machine, lru_src, lru_dst)
 
     machine.vmstat["pgmigrate_success"] += res.nr_succeeded
     machine.vmstat["pgmigrate_fail"] += res.nr_failed_pages
