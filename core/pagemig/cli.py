@@ -100,8 +100,11 @@ def _add_plugin_commands(blocked: tuple[str, ...]) -> None:
 
 def _add_core_commands() -> None:
     from pagemig.sim.cli import add_commands as add_sim_commands
+    from pagemig.snapshot.cli import oracle_group, snapshot_group
 
     add_sim_commands(cli)
+    cli.add_command(snapshot_group)
+    cli.add_command(oracle_group)
 
 
 _add_core_commands()
