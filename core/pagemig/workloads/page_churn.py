@@ -27,7 +27,7 @@ from pagemig.workloads.frag import fillable_pages
 
 FIELDS = {
     "size": schema.pages(None, "memory to fill (default: the fill share of what is free)", minimum=1),
-    "fill": schema.percent("90%", "share of the memory free above the high watermarks to fill, when size is not given"),
+    "fill": schema.percent("100%", "share of the memory free above the high watermarks to fill, unless size is given"),
     "free": schema.percent("50%", "share freed at random right after the fill"),
     "churn": schema.percent("10%", "share of the held pages freed and reallocated at each iteration"),
     "interval": schema.duration("1s", "simulated time between iterations", positive=True),
