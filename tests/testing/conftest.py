@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from pagemig.testing.scaffold import write_driver
 
 pytest_plugins = ["pytester"]
