@@ -59,8 +59,10 @@ def test_summary_mentions_what_a_kernel_engineer_looks_for(doc) -> None:  # type
 def test_headline_figures_from_the_samples(doc) -> None:  # type: ignore[no-untyped-def]
     h = compare.headline(doc)
     last = doc["samples"][-1]["free_blocks"]
-    assert h["end: free blocks, order 0"] == last[0]
+    assert h["end: free blocks, orders 0-10"] == last
     assert h["end: free MiB in blocks of order >= 9 (pageblock)"] == sum(n << o for o, n in enumerate(last)
                                                                         if o >= 9) / 256
     rows = compare.compare_rows(doc, doc)
     assert all(a == b for _, a, b in rows)
+    assert compare.difference([3.0, 1.0], [1.0, 2.0]) == [2.0, -1.0]
+    assert compare._signed(compare.difference([3.0, 1.0], [1.0, 2.0])) == "+2 -1"

@@ -93,7 +93,7 @@ def test_compare_table_and_figure(invoke, write, small_toml: str, tmp_path: Path
                     "--json", str(tmp_path / "cmp.json"))
     assert result.exit_code == 0, result.output
     assert "free MiB in blocks of order >= 3" in result.output
-    assert "baseline: drivers.toy.movable=false" in result.output
+    assert "B = baseline: drivers.toy.movable=false" in result.output
     assert fig.stat().st_size > 10_000
     doc = json.loads((tmp_path / "cmp.json").read_text())
     assert doc["as_given"]["scenario"]["drivers"]["toy"]["movable"] is True

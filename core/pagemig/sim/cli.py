@@ -58,7 +58,7 @@ def _load(host: Any, scenario: str | None, overrides: tuple[str, ...], seed: int
 
 
 @contextlib.contextmanager
-def _progress(enabled: bool, label: str) -> Iterator[Any]:
+def _progress(enabled: bool, label: str, total: float) -> Iterator[Any]:
     """A rich progress bar of simulated time on stderr, only when stderr is a terminal."""
     if not enabled or not sys.stderr.isatty():
         yield None
@@ -70,7 +70,7 @@ def _progress(enabled: bool, label: str) -> Iterator[Any]:
                         TextColumn("{task.completed:>8.0f}/{task.total:.0f} s simulated"), TimeElapsedColumn(),
                         console=Console(file=sys.stderr), transient=True)
     with progress:
-        task = progress.add_task(label, total=1.0)
+        task = progress.add_task(label, total=total)
 
         def update(now: float, total: float) -> None:
             progress.update(task, completed=now, total=total)
@@ -89,7 +89,7 @@ def _stdout_console() -> Any:
 def _execute(host: Any, scenario: Any, quiet: bool, label: str) -> Any:
     from pagemig.sim.loop import run_scenario
 
-    with _progress(not quiet, label) as update:
+    with _progress(not quiet, label, scenario.duration) as update:
         return run_scenario(scenario, host, progress=update)
 
 
