@@ -191,7 +191,7 @@ def over_time_figure(doc: Mapping[str, Any]) -> Figure:
     ax.plot(t, [s["free_pages_order_ge_pageblock"] / MIB_PAGES for s in samples],
             label=f"in blocks of order >= {pbo} (pageblock)", lw=1.5, ds="steps-pre")
     ax.set_ylabel("free MiB")
-    ax.legend(fontsize=7, loc="upper left")
+    ax.legend(fontsize=7, loc="best")
     _mark_timeline(ax, doc["timeline"], label=True)
     ax = axes[1]
     gauges = {"anon": "nr_anon_pages", "page cache": "nr_file_pages", "slab": ("nr_slab_reclaimable",
@@ -202,7 +202,7 @@ def over_time_figure(doc: Mapping[str, Any]) -> Figure:
         if any(ys):
             ax.plot(t, ys, label=label, lw=1, ds="steps-pre")
     ax.set_ylabel("MiB in use")
-    ax.legend(fontsize=7, loc="upper left")
+    ax.legend(fontsize=7, loc="best")
     _mark_timeline(ax, doc["timeline"], label=False)
     if probes:
         ax = axes[2]
@@ -211,7 +211,7 @@ def over_time_figure(doc: Mapping[str, Any]) -> Figure:
             ax.step(tt, 100 * rate, where="pre", label=f"{p['name']}: order {p['order']} {p['gfp']}")
         ax.set_ylabel("probe failures %")
         ax.set_ylim(-2, 102)
-        ax.legend(fontsize=7, loc="upper left")
+        ax.legend(fontsize=7, loc="best")
         _mark_timeline(ax, doc["timeline"], label=False)
     axes[-1].set_xlabel("simulated time (s)")
     fig.suptitle(f"{doc['scenario']['name']} (seed {doc['seed']}): free memory over time", fontsize=10)
