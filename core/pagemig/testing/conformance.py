@@ -203,6 +203,38 @@ class DefaultState(tuple[tuple[int, int, bool], ...]):
     the driver has no ``conformance_state()``."""
 
 
+def scatter_among_filler(machine: Machine, driver: Any, nr_pages: int, seed: int = 0) -> SimpleOwner:
+    """Make a state full compaction can act on, with about ``nr_pages`` of the driver's pages
+    in it; returns the movable filler owner.
+
+    Compaction moves pages towards the zone's end, where the buddy allocator hands out
+    pages first; so the top two thirds of free memory are taken first, the driver's
+    pages go below them among movable filler, then 3 of every 4 pages of the top are
+    freed (a whole free pageblock is no migration target: ``suitable_migration_target``)
+    and about 3 in 4 of the filler around the driver's pages.
+    """
+    filler = SimpleOwner(machine, "conformance-filler")
+    rng = random.Random(seed)
+    gfp = int(GFP_HIGHUSER_MOVABLE)
+
+    def fill(n: int) -> np.ndarray:
+        pfns = machine.alloc_pages_bulk(gfp, n, filler.owner_id, PageKind.ANON)
+        filler.pages.add_many(pfns, np.arange(1, len(pfns) + 1, dtype=np.uint64))
+        return pfns
+
+    top = fill(machine.nr_free_pages * 2 // 3)
+    interleaved = []
+    for _ in range(8):
+        interleaved.append(fill(max(8, nr_pages // 2)))
+        call_count(driver, "populate", max(1, nr_pages // 8))
+    mixed = np.concatenate(interleaved)
+    drop = np.concatenate((top[np.arange(len(top)) % 4 != 0],
+                           mixed[np.array([rng.random() < 0.75 for _ in range(len(mixed))], dtype=bool)]))
+    filler.pages.remove_many(drop)
+    machine.free_pages_bulk(drop)
+    return filler
+
+
 def default_state(machine: Machine, driver: Driver) -> DefaultState:
     """Each page the driver lists, the content it recorded, and whether it is marked movable."""
     pfns, tokens = expected(driver)
@@ -603,31 +635,8 @@ class DriverConformance:
             pytest.skip("this pagemig has no pagemig.mm.compaction yet")
         machine = self.new_machine()
         driver = self.new_driver(machine)
-        filler = SimpleOwner(machine, "conformance-filler")
-        rng = random.Random(0)
-        gfp = int(GFP_HIGHUSER_MOVABLE)
-
-        def fill(n: int) -> np.ndarray:
-            pfns = machine.alloc_pages_bulk(gfp, n, filler.owner_id, PageKind.ANON)
-            filler.pages.add_many(pfns, np.arange(1, len(pfns) + 1, dtype=np.uint64))
-            return pfns
-
-        # Compaction moves pages towards the zone's end, where the buddy allocator hands
-        # out pages first; so occupy the top of memory first, put the driver's pages
-        # below it among movable filler, then free 3 of every 4 pages of the top (whole
-        # free pageblocks are no migration target: suitable_migration_target) and most
-        # of the filler around the driver's pages.
-        top = fill(machine.nr_free_pages * 2 // 3)
-        interleaved = []
-        for _ in range(8):
-            interleaved.append(fill(max(8, self.nr_pages // 2)))
-            with guard(machine, driver, "populate"):
-                call_count(driver, "populate", max(1, self.nr_pages // 8))
-        mixed = np.concatenate(interleaved)
-        drop = np.concatenate((top[np.arange(len(top)) % 4 != 0],
-                               mixed[np.array([rng.random() < 0.75 for _ in range(len(mixed))], dtype=bool)]))
-        filler.pages.remove_many(drop)
-        machine.free_pages_bulk(drop)
+        with guard(machine, driver, "populate"):
+            scatter_among_filler(machine, driver, self.nr_pages)
         before = vm.driver_pages(machine, driver.owner_id)
         with guard(machine, driver, "full compaction"):
             vm.compact_all(machine)
@@ -642,5 +651,16 @@ def _is_builtin(host: PluginHost, info: Any) -> bool:
     record = host.records.get(getattr(info, "plugin", ""))
     return bool(record and record.builtin)
 
-__all__ = ["DriverConformance", "assert_no_page_lost", "default_machine_config", "expected",
-           "guard", "host_for", "listed", "migrate_and_verify", "verify_outcomes"]
+
+__all__ = [
+    "DriverConformance",
+    "assert_no_page_lost",
+    "default_machine_config",
+    "expected",
+    "guard",
+    "host_for",
+    "listed",
+    "migrate_and_verify",
+    "scatter_among_filler",
+    "verify_outcomes",
+]
