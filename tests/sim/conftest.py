@@ -24,6 +24,7 @@ from pagemig.sim.commands import CommandInfo
 TOY_FIELDS = {
     "movable": schema.boolean(True),
     "pages": schema.integer(0, minimum=0),
+    "faulty": schema.boolean(False),  # migrate_page raises: a driver bug the core must contain
 }
 
 
@@ -55,6 +56,8 @@ class ToyDriver(Driver):
         return True
 
     def migrate_page(self, dst: Page, src: Page, mode: MigrateMode) -> int:
+        if self.options.get("faulty"):
+            raise RuntimeError("toy driver bug")
         slot = src.private
         dst.private = slot
         dst.token = src.token

@@ -111,3 +111,35 @@ def test_scenarios_listing(invoke) -> None:  # type: ignore[no-untyped-def]
     assert 'command = "compact"' in shown
     table = invoke("scenarios").output
     assert "frag-1g (default)" in table
+
+
+@pytest.mark.parametrize(("policy", "code"), [("isolate", 0), ("fail", 1)])
+def test_on_driver_error(invoke, write, small_toml: str, tmp_path: Path, policy: str,  # type: ignore[no-untyped-def]
+                         code: int) -> None:
+    """A driver whose migrate_page raises: "isolate" counts the faults and runs on; "fail"
+    stops the run after compaction put every page back, and the exit status says so."""
+    text = small_toml.replace("seed = 3", f'seed = 3\non_driver_error = "{policy}"')
+    path = write(text + '[drivers.toy]\nfaulty = true\n[[workloads]]\ntype = "frag"\n'
+                        '[[timeline]]\nat = "2s"\ncommand = "toy_grow 3000"\n'  # into the holes frag left
+                        '[[timeline]]\nat = "3s"\ncommand = "compact"\n')
+    result = invoke("run", str(path), "--json", str(tmp_path / "r.json"))
+    assert result.exit_code == code, result.output
+    doc = json.loads((tmp_path / "r.json").read_text())
+    assert doc["checker"]["ok"], doc["checker"]["problems"]
+    assert doc["driver_faults"] and all(k.startswith("toy/") for k in doc["driver_faults"])
+    if policy == "fail":
+        assert "toy" in doc["error"] and doc["samples"][-1]["time_s"] == 3.0
+        assert "run stopped" in result.output
+    else:
+        assert doc["error"] is None and doc["samples"][-1]["time_s"] == 20.0
+
+
+def test_same_seed_gives_the_same_file(invoke, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from pagemig.sim.result import without_timings
+
+    docs = []
+    for i in range(2):
+        invoke("run", "page-churn", "--set", "machine.memory=128MiB", "--set", "duration=6s", "--set",
+               "timeline.0.at=5s", "--quiet", "--json", str(tmp_path / f"{i}.json"))
+        docs.append(json.loads((tmp_path / f"{i}.json").read_text()))
+    assert json.dumps(without_timings(docs[0])) == json.dumps(without_timings(docs[1]))
