@@ -297,6 +297,11 @@ class CompactionState:
     init_migrate_pfn: list[int] = attrs.field(factory=list)
     init_free_pfn: list[int] = attrs.field(factory=list)
     kcompactd: KcompactdState = attrs.field(factory=KcompactdState)
+    # simulated time spent, by who compacted (direct compaction's also goes on the
+    # allocation's clock, machine.stall_seconds)
+    direct_seconds: float = 0.0
+    kcompactd_seconds: float = 0.0  # woken for an order, and proactive
+    full_seconds: float = 0.0  # compact_memory
 
 
 def compaction_state(machine: Machine) -> CompactionState:
@@ -1395,7 +1400,7 @@ def _migrate_batch(machine: Machine, cc: CompactControl, policies: _Policies) ->
 
     src = cc.migratepages[::-1]  # list_add() built the list in reverse
     res = migrate_pages(machine, src, get_new_page, put_new_page, cc.mode, MigrateReason.COMPACTION,
-                        get_new_pages=get_new_pages)
+                        get_new_pages=get_new_pages, validate=False)
     cc.batches += 1
     cc.nr_migrated += res.nr_succeeded
     cc.nr_migrate_failed += res.nr_failed_pages
@@ -1515,6 +1520,7 @@ def compact_zone(machine: Machine, cc: CompactControl, hook: Any = None) -> Comp
     cc.result = ret
     if cc.direct_compaction:
         add_stall(machine, cc.seconds)
+        state.direct_seconds += cc.seconds
     policies.end(cc, ret)
     log.debug("compact_zone", **cc.summary())
     machine.movable.raise_if_failed()
@@ -1701,7 +1707,9 @@ def compact_memory(machine: Machine, hook: Any = None) -> CompactMemoryReport:
         result = compact_zone(machine, cc, hook)
         records.append(_zone_record(cc, before, result))
     delta = {k: machine.vmstat[k] - v for k, v in before_counters.items()}
-    return CompactMemoryReport(tuple(records), delta, sum(r.seconds for r in records))
+    seconds = sum(r.seconds for r in records)
+    compaction_state(machine).full_seconds += seconds
+    return CompactMemoryReport(tuple(records), delta, seconds)
 
 
 # ------------------------------------------------------------------ kcompactd
@@ -1788,6 +1796,7 @@ def kcompactd_do_work(machine: Machine, hook: Any = None) -> list[CompactControl
             defer_compaction(zone, order)
         machine.vmstat["compact_daemon_migrate_scanned"] += cc.total_migrate_scanned
         machine.vmstat["compact_daemon_free_scanned"] += cc.total_free_scanned
+        compaction_state(machine).kcompactd_seconds += cc.seconds
         done.append(cc)
     if st.max_order <= order:
         st.max_order = 0
@@ -1808,6 +1817,7 @@ def proactive_compact_node(machine: Machine, hook: Any = None) -> list[CompactCo
         compact_zone(machine, cc, hook)
         machine.vmstat["compact_daemon_migrate_scanned"] += cc.total_migrate_scanned
         machine.vmstat["compact_daemon_free_scanned"] += cc.total_free_scanned
+        compaction_state(machine).kcompactd_seconds += cc.seconds
         done.append(cc)
     return done
 

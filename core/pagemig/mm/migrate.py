@@ -51,7 +51,7 @@ from pagemig.mm.movable import (
     migrate_movable_page,
     putback_movable_page,
 )
-from pagemig.mm.pages import PageFlag, PageKind
+from pagemig.mm.pages import PageArrays, PageFlag, PageKind
 
 if TYPE_CHECKING:
     from pagemig.mm.machine import Machine
@@ -263,31 +263,7 @@ def _release_target(machine: Machine, dst: int, put_new_page: PutNewPage | None)
         machine.free_pages(dst, 0)
 
 
-def migrate_pages(machine: Machine, pfns: Iterable[int] | np.ndarray, get_new_page: GetNewPage,
-                  put_new_page: PutNewPage | None = None, mode: MigrateMode = MigrateMode.ASYNC,
-                  reason: MigrateReason = MigrateReason.COMPACTION, *,
-                  get_new_pages: GetNewPages | None = None, putback: bool = True) -> MigrateResult:
-    """``migrate_pages(from, get_new_page, put_new_page, private, mode, reason)``.
-
-    ``pfns`` are isolated pages, in the order the kernel would walk its list.
-    ``get_new_page(src_pfn)`` returns a target page the caller holds, or -1 when it
-    has none (then the call stops with ``-ENOMEM``); ``put_new_page(dst_pfn)`` takes
-    back a target that was not used (``None``: free it).  ``get_new_pages(n)`` is an
-    optional bulk form for runs of LRU pages: up to ``n`` targets in the order they
-    would have been handed out one by one, fewer meaning "no more".
-
-    Pages that did not move are put back (``putback=False`` leaves them isolated and
-    listed in ``result.putback`` for a caller that wants to do it itself).  Driver
-    faults are counted by the movable-page registry; raising for them
-    (``on_driver_error = "fail"``) is the caller's job, once everything is put back.
-    """
-    pages = machine.pages
-    arr = np.asarray(pfns, dtype=np.int64)
-    if arr.ndim != 1:
-        raise ValueError("migrate_pages: pfns must be a flat list of page frame numbers")
-    res = MigrateResult()
-    if not len(arr):
-        return res
+def _validate(pages: PageArrays, arr: np.ndarray) -> None:
     if arr.min() < 0 or arr.max() >= pages.nr_pages:
         raise ValueError(f"migrate_pages: pfn out of range 0..{pages.nr_pages - 1}")
     f0 = pages.flags[arr]
@@ -300,6 +276,38 @@ def migrate_pages(machine: Machine, pfns: Iterable[int] | np.ndarray, get_new_pa
         raise ValueError(f"migrate_pages: pfn {bad:#x} is part of a compound page; only base pages migrate")
     if len(np.unique(arr)) != len(arr):
         raise ValueError("migrate_pages: a pfn is listed twice")
+
+
+def migrate_pages(machine: Machine, pfns: Iterable[int] | np.ndarray, get_new_page: GetNewPage,
+                  put_new_page: PutNewPage | None = None, mode: MigrateMode = MigrateMode.ASYNC,
+                  reason: MigrateReason = MigrateReason.COMPACTION, *,
+                  get_new_pages: GetNewPages | None = None, putback: bool = True,
+                  validate: bool = True) -> MigrateResult:
+    """``migrate_pages(from, get_new_page, put_new_page, private, mode, reason)``.
+
+    ``pfns`` are isolated pages, in the order the kernel would walk its list.
+    ``get_new_page(src_pfn)`` returns a target page the caller holds, or -1 when it
+    has none (then the call stops with ``-ENOMEM``); ``put_new_page(dst_pfn)`` takes
+    back a target that was not used (``None``: free it).  ``get_new_pages(n)`` is an
+    optional bulk form for runs of LRU pages: up to ``n`` targets in the order they
+    would have been handed out one by one, fewer meaning "no more".
+
+    Pages that did not move are put back (``putback=False`` leaves them isolated and
+    listed in ``result.putback`` for a caller that wants to do it itself).
+    ``validate=False`` skips the input checks, for callers (compaction) that built the
+    list themselves.  Driver
+    faults are counted by the movable-page registry; raising for them
+    (``on_driver_error = "fail"``) is the caller's job, once everything is put back.
+    """
+    pages = machine.pages
+    arr = np.asarray(pfns, dtype=np.int64)
+    if arr.ndim != 1:
+        raise ValueError("migrate_pages: pfns must be a flat list of page frame numbers")
+    res = MigrateResult()
+    if not len(arr):
+        return res
+    if validate:
+        _validate(pages, arr)
 
     kind = pages.kind
     flags = pages.flags
