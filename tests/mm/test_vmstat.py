@@ -259,3 +259,30 @@ def test_free_fraction_helpers() -> None:
     m = two_zone_state()
     # DMA: 512 pages at order 9; Normal: 2048 order-0 pages: 512 / 2560
     assert vmstat.machine_free_fraction_at_or_above(m, 9) == pytest.approx(512 / 2560)
+
+
+def test_pagetypeinfo_of_a_kernel_without_cma_has_the_real_uml_layout() -> None:
+    """With four migratetypes (Linux 6.1 UML has no CMA and no memory isolation) our
+    /proc/pagetypeinfo has the real file's layout: the same header lines, the same rows
+    in the same order, every row the same width (the counts are fixed-width fields)."""
+    from pathlib import Path
+
+    from pagemig.snapshot import machine_from_snapshot
+
+    snap = Path(__file__).resolve().parents[1] / "fixtures" / "snapshots" / "uml-frag-1G" / "before"
+    machine, _ = machine_from_snapshot(snap)
+    real = (snap / "pagetypeinfo").read_text().splitlines()
+    ours = vmstat.render_pagetypeinfo(machine, migratetypes=4).splitlines()
+    assert len(ours) == len(real)
+    for a, b in zip(ours, real, strict=True):
+        assert len(a) == len(b) and a.split()[:5] == b.split()[:5], (a, b)
+    assert ours[:4] == real[:4] and ours[9] == real[9]
+    pti = parse_pagetypeinfo("\n".join(ours))
+    assert pti.types == ("Unmovable", "Movable", "Reclaimable", "HighAtomic")
+    bi_real = (snap / "buddyinfo").read_text()
+    assert len(vmstat.render_buddyinfo(machine)) == len(bi_real)
+
+
+def test_pagetypeinfo_refuses_a_bad_type_count(one_zone_machine) -> None:
+    with pytest.raises(ValueError, match="migratetypes"):
+        vmstat.render_pagetypeinfo(one_zone_machine(4096), migratetypes=7)

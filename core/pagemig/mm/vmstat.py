@@ -259,22 +259,29 @@ def pageblock_counts(machine: Machine, zone: Zone) -> list[int]:
     return counts
 
 
-def render_pagetypeinfo(machine: Machine) -> str:
+def render_pagetypeinfo(machine: Machine, migratetypes: int = NR_MIGRATETYPES) -> str:
     """``/proc/pagetypeinfo``: pageblock order, free counts per zone x migratetype x order,
     then pageblocks per migratetype per zone.  (The mixed-count section exists only
-    with CONFIG_PAGE_OWNER, which the simulated kernel does not have.)"""
+    with CONFIG_PAGE_OWNER, which the simulated kernel does not have.)
+
+    ``migratetypes`` is the kernel's MIGRATE_TYPES: 6 with CONFIG_CMA and
+    CONFIG_MEMORY_ISOLATION (a distribution's x86-64 kernel), 4 without them (User-Mode
+    Linux), which prints only Unmovable, Movable, Reclaimable and HighAtomic."""
+    if not 1 <= migratetypes <= NR_MIGRATETYPES:
+        raise ValueError(f"migratetypes must be 1..{NR_MIGRATETYPES}, not {migratetypes}")
     pbo = machine.pageblock_order
     out = [f"Page block order: {pbo}\n", f"Pages per block:  {1 << pbo}\n", "\n"]
     out.append(f"{'Free pages count per migrate type at order':<43s} "
                + "".join(f"{o:6d} " for o in range(NR_ORDERS)) + "\n")
     zones = populated_zones(machine)
     for zone in zones:
-        for mt in range(NR_MIGRATETYPES):
+        for mt in range(migratetypes):
             row = "".join(_freecount(n) for n in zone.nr_free_by_type(mt))
             out.append(f"Node {NODE_ID:4d}, zone {zone.name:>8s}, type {MIGRATETYPE_NAMES[mt]:>12s} {row}\n")
-    out.append(f"\n{'Number of blocks type ':<23s}" + "".join(f"{n:>12s} " for n in MIGRATETYPE_NAMES) + "\n")
+    out.append(f"\n{'Number of blocks type ':<23s}"
+               + "".join(f"{n:>12s} " for n in MIGRATETYPE_NAMES[:migratetypes]) + "\n")
     for zone in zones:
-        row = "".join(f"{n:12d} " for n in pageblock_counts(machine, zone))
+        row = "".join(f"{n:12d} " for n in pageblock_counts(machine, zone)[:migratetypes])
         out.append(f"Node {NODE_ID}, zone {zone.name:>8s} {row}\n")
     return "".join(out)
 
