@@ -8,7 +8,14 @@ is left with many small free blocks and almost no pageblock-sized ones, which is
 what compaction is for.  The pages are anonymous LRU memory (movable).
 
 Pages are taken in one bulk allocation and "address order" is the order the
-allocator handed them out, as the kernel's page faults walk the mapping.
+allocator handed them out, as the kernel's page faults walk the mapping.  Which
+pages of a group survive is drawn at random (``survivor = "random"``, the default):
+on a real machine the mapping's pages are close to, but not exactly in, pfn order
+(per-cpu lists, other allocations interleaved), while the simulator's bulk
+allocator hands them out perfectly in order, and a perfectly periodic survivor
+(``survivor = "first"``, frag.c's choice in virtual order) lines up with the free
+scanner's sampling stride (which doubles up to 32 after empty pageblocks, as the
+kernel's does) so that it finds no free page at all.
 """
 
 from __future__ import annotations
@@ -30,6 +37,8 @@ FIELDS = {
     "fill": schema.percent("100%", "share of the memory free above the high watermarks to fill, unless size is given"),
     "keep": schema.integer(1, "pages kept of every `every`", minimum=0),
     "every": schema.integer(4, "group size, in pages", minimum=1),
+    "survivor": schema.choice(("random", "first"), "random",
+                              "which pages of a group are kept: drawn at random, or the first ones"),
 }
 GFP = GFP_HIGHUSER_MOVABLE
 
@@ -66,10 +75,18 @@ class Frag(Workload):
         self.requested = want
         pfns = self.owner.alloc(want, PageKind.ANON, GFP)
         self.allocated = len(pfns)
-        idx = np.arange(len(pfns))
-        drop = pfns[(idx % o["every"]) >= o["keep"]]
+        drop = pfns[~self.kept(len(pfns))]
         self.owner.free(drop)
         self.freed = len(drop)
+
+    def kept(self, n: int) -> np.ndarray:
+        """Which of ``n`` pages (in allocation order) survive: ``keep`` of every ``every``."""
+        keep, every = self.options["keep"], self.options["every"]
+        if self.options["survivor"] == "first":
+            return (np.arange(n) % every) < keep
+        groups = -(-n // every)
+        rank = self.rng.random((groups, every)).argsort(axis=1).argsort(axis=1)
+        return (rank < keep).reshape(-1)[:n]
 
     def stats(self) -> dict[str, int | float]:
         return {"pages_requested": self.requested, "pages_allocated": self.allocated,
