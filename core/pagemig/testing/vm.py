@@ -27,6 +27,7 @@ from pagemig.mm.machine import Machine
 from pagemig.mm.migrate import MIGRATE_PASSES, migrate_pages
 from pagemig.mm.movable import (
     EAGAIN,
+    EBUSY,
     ENOMEM,
     MIGRATEPAGE_SUCCESS,
     MigrateMode,
@@ -143,16 +144,26 @@ def migrate(machine: Machine, pfns: Iterable[int], mode: MigrateMode = MigrateMo
     dst_of: dict[int, int] = {}
     returned: set[int] = set()
 
+    kit_error: list[BaseException] = []  # raised by the kit's own callbacks: the driver is not to blame
+
     def around(real: Callable[[Page, Page, MigrateMode], int], dst: Page, src: Page, m: MigrateMode) -> int:
         n = attempts[src.pfn]
         attempts[src.pfn] += 1
         out = outcomes[src.pfn]
         out.passes += 1
-        if n and before_retry is not None:
-            before_retry(src.pfn, n)
-        forced = inject(src.pfn, n) if inject is not None else None
-        if forced == MIGRATEPAGE_SUCCESS:
-            raise ValueError("an injected fault must be an error, not MIGRATEPAGE_SUCCESS")
+        try:
+            if kit_error:
+                raise kit_error[0]
+            if n and before_retry is not None:
+                before_retry(src.pfn, n)
+            forced = inject(src.pfn, n) if inject is not None else None
+            if forced == MIGRATEPAGE_SUCCESS:
+                raise ValueError("an injected fault must be an error, not MIGRATEPAGE_SUCCESS")
+        except Exception as exc:  # noqa: BLE001 - re-raised once migrate_pages has put every page back
+            if not kit_error:
+                kit_error.append(exc)
+            out.rc = -EBUSY
+            return -EBUSY  # fail the page quietly; the core must not count it as the driver's fault
         if forced is not None:
             rc: Any = forced
         else:
@@ -179,6 +190,8 @@ def migrate(machine: Machine, pfns: Iterable[int], mode: MigrateMode = MigrateMo
             if ops is not None:
                 stack.enter_context(_watching(ops, around))
         result = migrate_pages(machine, arr, get_new_page, put_new_page, mode)
+    if kit_error:
+        raise kit_error[0]
     failed = set(result.putback)
     for p, out in outcomes.items():
         if p in failed:
