@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import re
+from typing import Any
 
 from pagemig.mm.pages import PAGE_SIZE
 
@@ -59,27 +60,35 @@ def _split(text: str, expected: str) -> tuple[float, str]:
     return float(m.group(1)), m.group(2)
 
 
+def _quantity(value: object, expected: str, table: dict[str, Any], default_unit: str, noun: str,
+              allow_zero: bool) -> tuple[float, str]:
+    """(number, unit) from a string with a unit or a bare number, checked: a known unit,
+    finite, not negative, and not zero unless allowed."""
+    if isinstance(value, bool):
+        raise UnitError(expected)
+    if isinstance(value, int | float):
+        number, unit = float(value), default_unit
+    elif isinstance(value, str):
+        number, unit = _split(value, expected)
+        unit = unit.lower() or default_unit
+    else:
+        raise UnitError(expected)
+    if table is SIZE_UNITS and unit in DECIMAL_SIZE:
+        raise UnitError(expected, f'sizes are binary here: write "{DECIMAL_SIZE[unit]}", not "{unit.upper()}"')
+    if unit not in table:
+        raise UnitError(expected, f"unknown unit {unit!r}")
+    if not math.isfinite(number):
+        raise UnitError(expected)
+    if number < 0:
+        raise UnitError(expected, f"a {noun} cannot be negative")
+    if number == 0 and not allow_zero:
+        raise UnitError(expected, "it must be more than zero")
+    return number, unit
+
+
 def parse_size(value: object, *, allow_zero: bool = True) -> int:
     """Bytes from "1GiB", "512MiB", "4KiB", "1G", "256 pages" or a plain number of bytes."""
-    if isinstance(value, bool):
-        raise UnitError(SIZE_EXPECTED)
-    if isinstance(value, int | float):
-        number, unit = float(value), "b"
-    elif isinstance(value, str):
-        number, unit = _split(value, SIZE_EXPECTED)
-        unit = unit.lower() or "b"
-    else:
-        raise UnitError(SIZE_EXPECTED)
-    if unit in DECIMAL_SIZE:
-        raise UnitError(SIZE_EXPECTED, f'sizes are binary here: write "{DECIMAL_SIZE[unit]}", not "{unit.upper()}"')
-    if unit not in SIZE_UNITS:
-        raise UnitError(SIZE_EXPECTED, f"unknown unit {unit!r}")
-    if not math.isfinite(number):
-        raise UnitError(SIZE_EXPECTED)
-    if number < 0:
-        raise UnitError(SIZE_EXPECTED, "a size cannot be negative")
-    if number == 0 and not allow_zero:
-        raise UnitError(SIZE_EXPECTED, "it must be more than zero")
+    number, unit = _quantity(value, SIZE_EXPECTED, SIZE_UNITS, "b", "size", allow_zero)
     nbytes = number * SIZE_UNITS[unit]
     if nbytes != int(nbytes):
         raise UnitError(SIZE_EXPECTED, "not a whole number of bytes")
@@ -96,23 +105,7 @@ def parse_pages(value: object, *, allow_zero: bool = True) -> int:
 
 def parse_duration(value: object, *, allow_zero: bool = True) -> float:
     """Seconds from "500ms", "90s", "10min", "2h", "3d" or a plain number of seconds."""
-    if isinstance(value, bool):
-        raise UnitError(DURATION_EXPECTED)
-    if isinstance(value, int | float):
-        number, unit = float(value), "s"
-    elif isinstance(value, str):
-        number, unit = _split(value, DURATION_EXPECTED)
-        unit = unit.lower() or "s"
-    else:
-        raise UnitError(DURATION_EXPECTED)
-    if unit not in TIME_UNITS:
-        raise UnitError(DURATION_EXPECTED, f"unknown unit {unit!r}")
-    if not math.isfinite(number):
-        raise UnitError(DURATION_EXPECTED)
-    if number < 0:
-        raise UnitError(DURATION_EXPECTED, "a duration cannot be negative")
-    if number == 0 and not allow_zero:
-        raise UnitError(DURATION_EXPECTED, "it must be more than zero")
+    number, unit = _quantity(value, DURATION_EXPECTED, TIME_UNITS, "s", "duration", allow_zero)
     return number * TIME_UNITS[unit]
 
 

@@ -223,7 +223,6 @@ class CompoundOwner(Owner):
         self.pages = PageSet(machine)
         machine.register_owner(self)
         self._seq = 0
-        self.alloc_failures = 0
 
     def __len__(self) -> int:
         return len(self.pages)
@@ -235,7 +234,6 @@ class CompoundOwner(Owner):
         for _ in range(n):
             pfn = self.machine.alloc_pages(self.gfp, self.order, self.owner_id, self.kind)
             if pfn < 0:
-                self.alloc_failures += 1
                 break
             self._seq += 1
             self.pages.add(pfn, base | self._seq)
@@ -253,11 +251,6 @@ class CompoundOwner(Owner):
 
     def slot_of(self, pfn: int) -> int:
         return int(self.machine.pages._private[pfn])
-
-    def free_all(self) -> int:
-        heads = self.pages.pfns().tolist()
-        self.free(heads)
-        return len(heads) << self.order
 
     def pages_migrated(self, src: np.ndarray, dst: np.ndarray) -> None:
         self.pages.migrated(src, dst)
