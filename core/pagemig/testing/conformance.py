@@ -78,8 +78,8 @@ def host_for(plugin: object | None = None, *, entry_point: str | None = None,
         plugin = found[0].load()
         name = name or entry_point
     assert plugin is not None
-    name = name or getattr(plugin, "__name__", type(plugin).__name__)
-    return get_plugin_host(autoload=False, extra_plugins=[(name, plugin)])
+    label: str = name or str(getattr(plugin, "__name__", type(plugin).__name__))
+    return get_plugin_host(autoload=False, extra_plugins=[(label, plugin)])
 
 
 def expected(driver: Driver) -> tuple[np.ndarray, np.ndarray]:
@@ -584,8 +584,8 @@ class DriverConformance:
         if not orphans:
             with guard(machine, driver, "putback_page"):
                 vm.putback(machine, iso)
-            pytest.skip("the driver never frees a page while it is isolated (allowed: balloon pages cannot "
-                        "be deflated while isolated since v6.17); give it release_pfn() to test this path")
+            pytest.skip("the driver never freed a page while it was isolated, which is allowed (a balloon "
+                        "cannot deflate an isolated page); give it release_pfn(pfn) to test this path")
         half = len(iso) // 2
         migrate_and_verify(machine, driver, iso[:half], MigrateMode.SYNC, what="migrating freed isolated pages")
         with guard(machine, driver, "putback_page"):
