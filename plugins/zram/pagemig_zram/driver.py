@@ -64,6 +64,9 @@ SLOT_USED = 1
 SLOT_ZERO = 2
 
 _NORMAL = NormalDist()
+LENGTH_TABLE_BITS = 12  # the length distribution in 4096 equal-probability steps
+_LENGTH_MASK = (1 << LENGTH_TABLE_BITS) - 1
+_INV_2_53 = 1.0 / float(1 << 53)
 
 
 class ZramDevice(Driver):
@@ -92,8 +95,14 @@ class ZramDevice(Driver):
         self.compression_ratio = float(opts.get("compression_ratio", 3.0))
         self.zero_fraction = float(opts.get("zero_fraction", 0.05))
         self.priority = int(opts.get("priority", 100))
-        self.seed = int(opts.get("seed", 0))
+        rng = opts.get("_rng")
+        seed = opts.get("seed")
+        if seed is None:
+            seed = int(rng.integers(1 << 62)) if isinstance(rng, np.random.Generator) else 0
+        self.seed = int(seed)
         self._mu = math.log(PAGE_SIZE / self.compression_ratio)
+        self._lengths = self._length_table()
+        self._seed_mix = mix64(self.seed)
         nr_slots = self.disksize // PAGE_SIZE
         self.slot_flags = np.zeros(nr_slots, dtype=np.uint8)
         self.slot_handle = np.zeros(nr_slots, dtype=np.int64)
@@ -140,19 +149,24 @@ class ZramDevice(Driver):
         return handle
 
     # ------------------------------------------------------------------ the compression model
+    def _length_table(self) -> list[int]:
+        """Compressed lengths at the midpoints of 2^LENGTH_TABLE_BITS equal-probability bins of
+        the log-normal (its quantile function, tabulated once), capped as zram stores them."""
+        n = 1 << LENGTH_TABLE_BITS
+        out = []
+        for i in range(n):
+            q = _NORMAL.inv_cdf((i + 0.5) / n)
+            length = max(MIN_COMPRESSED, int(math.exp(self._mu + LENGTH_SIGMA * q)))
+            out.append(PAGE_SIZE if length > MAX_ZPAGE_SIZE else length)  # too big: stored uncompressed
+        return out
+
     def compressed_length(self, token: int) -> int:
-        """How many bytes this content compresses to (0: a zero-filled page)."""
-        h = mix64(int(token) ^ mix64(self.seed))
-        u = (h >> 11) / float(1 << 53)
-        if u < self.zero_fraction:
+        """How many bytes this content compresses to (0: a zero-filled page): a fixed function
+        of the content and the device's seed."""
+        h = mix64(int(token) ^ self._seed_mix)
+        if (h >> 11) * _INV_2_53 < self.zero_fraction:
             return 0
-        v = (mix64(h) >> 11) / float(1 << 53)
-        v = min(max(v, 1e-12), 1 - 1e-12)
-        length = int(math.exp(self._mu + LENGTH_SIGMA * _NORMAL.inv_cdf(v)))
-        length = max(MIN_COMPRESSED, length)
-        if length > MAX_ZPAGE_SIZE:
-            return PAGE_SIZE  # stored uncompressed
-        return length
+        return self._lengths[h & _LENGTH_MASK]
 
     # ------------------------------------------------------------------ the block device
     def write(self, token: int) -> int:

@@ -37,7 +37,8 @@ FIELDS: dict[str, Field] = {
     "zero_fraction": schema.percent(0.05, "share of swapped pages that are zero-filled (stored as a flag)"),
     "priority": schema.integer(100, "swap priority (swapon -p); higher is used first", minimum=-1,
                                maximum=32767),
-    "seed": schema.integer(0, "seed of the compressibility model", minimum=0),
+    "seed": schema.integer(None, "seed of the compressibility model (default: from the scenario's seed)",
+                           minimum=0),
     "swap": schema.boolean(True, "register as the machine's swap device (swapon)"),
 }
 

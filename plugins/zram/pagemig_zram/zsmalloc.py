@@ -327,7 +327,8 @@ class ZsPool:
         return mix64((self.zs_serial[z] << 2) | k)
 
     def _obj_token(self, value: int, obj_idx: int, k: int) -> int:
-        return mix64(value ^ mix64((obj_idx << 2) | k))
+        """An object's share of a page's content: a hash of its value and where it lies."""
+        return mix64(value ^ ((((obj_idx << 2) | k) * 0xD6E8FEB86659FD93) & _MASK64))
 
     def _touch_pages(self, cls: SizeClass, z: int, obj_idx: int, value: int) -> None:
         """XOR an object's contribution into the tokens of the pages it overlaps."""
@@ -421,7 +422,7 @@ class ZsPool:
         for pfn in chain:
             clear_movable(Page(m, pfn))
             self._unmap_page(pfn)
-        m.free_pages_bulk(np.asarray(chain, dtype=np.int64))
+            m.free_pages(pfn)  # 1-4 pages: single frees cost less than the bulk form's set-up
         cls.obj_allocated -= cls.objs_per_zspage
         cls.slots[self.zs_row[z]] = 0
         cls.free_rows.append(self.zs_row[z])
