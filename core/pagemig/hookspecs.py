@@ -53,7 +53,7 @@ def pagemig_run_end(run: Any, result: Any) -> None:
 # (owned by the scenario/run layer, pagemig.sim)
 @hookspec
 def pagemig_register_scenarios(register: Callable[[Any], None]) -> None:
-    """Ship scenario files: call ``register(ScenarioInfo(...))`` (or ``register(path)``) per file.
+    """Ship scenario files: call ``register(ScenarioInfo(name, path))`` once per file.
 
     ``pagemig.sim.scenario.package_scenarios("your_package")`` lists every
     ``your_package/scenarios/*.toml`` as ScenarioInfo; ``pagemig scenarios`` lists them

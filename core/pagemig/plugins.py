@@ -51,6 +51,7 @@ class PluginRecord:
     drivers: list[str] = attrs.field(factory=list)
     workloads: list[str] = attrs.field(factory=list)
     commands: list[str] = attrs.field(factory=list)
+    scenarios: list[str] = attrs.field(factory=list)
     error: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
@@ -115,11 +116,15 @@ class PluginHost:
     def commands(self) -> dict[str, Any]:
         return self._collect("pagemig_register_commands", "command")
 
+    def scenarios(self) -> dict[str, Any]:
+        return self._collect("pagemig_register_scenarios", "scenario")
+
     def listing(self) -> list[PluginRecord]:
         """Every plugin with its registrations (calling the registration hooks if not yet)."""
         self.drivers()
         self.workloads()
         self.commands()
+        self.scenarios()
         return list(self.records.values())
 
 

@@ -105,42 +105,10 @@ def package_scenarios(package: str, folder: str = "scenarios") -> list[ScenarioI
 
 
 def shipped_scenarios(host: Any) -> dict[str, ScenarioInfo]:
-    """Every registered scenario, by name, each knowing which plugin shipped it.
-
-    Collected plugin by plugin, so one plugin whose hook raises loses only its own
-    scenarios (and says so in the log), as the plugin host does for drivers.
-    """
-    import os
-
-    import structlog
-
-    log = structlog.get_logger(__name__)
-    items: dict[str, ScenarioInfo] = {}
-    hook = getattr(host.pm.hook, "pagemig_register_scenarios", None)
-    if hook is None:
-        return items
-    for impl in reversed(hook.get_hookimpls()):
-        plugin_name = host.pm.get_name(impl.plugin) or "?"
-
-        def register(item: ScenarioInfo | Path | str, _plugin: str = plugin_name) -> None:
-            if not isinstance(item, ScenarioInfo):
-                path = Path(item)
-                item = ScenarioInfo(name=path.stem, path=path)
-            if not item.plugin:
-                item = attrs.evolve(item, plugin=_plugin)
-            if item.name in items:
-                raise ValueError(f"scenario {item.name!r} registered twice "
-                                 f"(by {items[item.name].plugin!r} and {_plugin!r})")
-            items[item.name] = item
-
-        try:
-            impl.function(register=register)
-        except Exception as exc:
-            if os.environ.get("PAGEMIG_STRICT_PLUGINS") == "1":
-                raise
-            log.warning("plugin_hook_failed", plugin=plugin_name, hook="pagemig_register_scenarios",
-                        error=f"{type(exc).__name__}: {exc}")
-    return items
+    """Every registered scenario, by name, each knowing which plugin shipped it (the
+    plugin host collects them plugin by plugin, so one plugin whose hook raises loses
+    only its own scenarios)."""
+    return host.scenarios()
 
 
 DEFAULT_SCENARIOS = ("seed-balloon", "frag-1g")
