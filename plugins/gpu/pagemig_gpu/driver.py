@@ -223,10 +223,11 @@ class GpuDriver(Driver):
         return True
 
     def migrate_page(self, dst: Page, src: Page, mode: MigrateMode) -> int:
-        """-EAGAIN while the buffer's fence has not signalled (or the driver is busy); else
-        copy, remap the GPU MMU entry to dst and flush the caches."""
+        """-EAGAIN while the buffer's fence has not signalled, while a DMA pin taken after
+        isolation holds it (the kernel sees the extra reference), or while the driver is busy;
+        else copy, remap the GPU MMU entry to dst and flush the caches."""
         buf = self.buffer_of(src.pfn)
-        if self._contended or self.in_flight(buf):
+        if self._contended or self.in_flight(buf) or buf.pinned:
             self.counters["gpu_migrate_eagain"] += 1
             return -EAGAIN
         self._move(src.pfn, dst.pfn)
