@@ -48,7 +48,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -65,7 +65,7 @@ from pagemig.mm.movable import (
     set_movable,
 )
 from pagemig.mm.owner import PageSet
-from pagemig.mm.pages import PAGE_SIZE, Page, PageKind
+from pagemig.mm.pages import PAGE_ALLOC_COSTLY_ORDER, PAGE_SIZE, Page, PageKind
 
 log = structlog.get_logger(__name__)
 
@@ -138,6 +138,57 @@ class BalloonHost:
         return np.flatnonzero(self.taken)
 
 
+def may_oom(gfp: int, order: int) -> bool:
+    """Would the kernel's slow path call ``out_of_memory()`` after this allocation failed?
+
+    ``__alloc_pages_may_oom`` is reached only by allocations that may reclaim and retry
+    (no ``__GFP_NORETRY``), and gives up before the OOM step for costly orders and for
+    ``__GFP_RETRY_MAYFAIL``/``__GFP_THISNODE`` requests.
+    """
+    if not gfp & Gfp.DIRECT_RECLAIM or gfp & (Gfp.NORETRY | Gfp.RETRY_MAYFAIL | Gfp.THISNODE):
+        return False
+    return order <= PAGE_ALLOC_COSTLY_ORDER
+
+
+class OomNotifierSlowPath:
+    """The OOM notifier chain (``oom_notify_list``), wrapped around the machine's slow path.
+
+    ``out_of_memory()`` first calls the notifiers and, if they freed anything, lets the
+    allocation retry instead of killing a task; virtio_balloon's deflate-on-oom is such a
+    notifier.  The simulator has no OOM killer, so this wrapper calls the notifiers where
+    the slow path would have called it and retries once.  Everything else is the wrapped
+    slow path's (attributes are forwarded), so it can wrap whatever slow path is installed.
+    """
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.notifiers: list[Callable[[], int]] = []
+        self.oom_calls = 0
+
+    def alloc_slowpath(self, machine: Machine, order: int, ac: Any) -> tuple[int, Any]:
+        pfn, zone = self.inner.alloc_slowpath(machine, order, ac)
+        if pfn >= 0 or not may_oom(ac.gfp, order) or not self.notifiers:
+            return pfn, zone
+        self.oom_calls += 1
+        freed = sum(int(notify()) for notify in self.notifiers)
+        if not freed:
+            return pfn, zone
+        return self.inner.alloc_slowpath(machine, order, ac)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def register_oom_notifier(machine: Machine, notify: Callable[[], int]) -> OomNotifierSlowPath:
+    """``register_oom_notifier()``: ``notify()`` returns the pages it freed."""
+    sp = machine.slowpath
+    if not isinstance(sp, OomNotifierSlowPath):
+        sp = OomNotifierSlowPath(sp)
+        machine.slowpath = sp  # type: ignore[assignment]
+    sp.notifiers.append(notify)
+    return sp
+
+
 class BalloonDriver(Driver):
     """A virtio balloon device and its guest driver, with the host on the other side.
 
@@ -178,6 +229,8 @@ class BalloonDriver(Driver):
         self.counters = {"balloon_inflate": 0, "balloon_deflate": 0, "balloon_migrate": 0}
         if opts.get("target_mib") is not None:
             self.set_target_mib(int(opts["target_mib"]))
+        if self.deflate_on_oom:
+            register_oom_notifier(machine, self.oom_notify)
 
     # ----------------------------------------------------------------- the host's request
     @property

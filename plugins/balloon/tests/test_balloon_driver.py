@@ -171,6 +171,39 @@ def test_oom_notifier_gives_back_oom_pages_only_with_deflate_on_oom(machine: Mac
     assert plain.oom_notify() == 0 and len(plain.pages) == 10
 
 
+def test_deflate_on_oom_lets_a_failing_allocation_succeed() -> None:
+    """Memory exhausted: a GFP_KERNEL allocation that would reach the OOM killer gets the
+    pages the balloon's notifier gives back, and retries; without the feature it fails."""
+    results = {}
+    for on in (False, True):
+        m = small_machine()
+        b = BalloonDriver(m, {"deflate_on_oom": on, "inflate_rate": 0})
+        b.set_target_pages(2000)
+        b.run_to_target()
+        hog = SimpleOwner(m, "hog")
+        while True:
+            pfn = m.alloc_pages(GFP_KERNEL, 0, hog.owner_id)
+            if pfn < 0:
+                break
+            hog.pages.add(pfn, pfn)
+        results[on] = (len(b.pages), b.oom_deflated, b.host.deflate_requests)
+        b.assert_host_consistent()
+        assert_consistent(m)
+    assert results[False] == (2000, 0, 0)
+    # each OOM gives back oom_pages = 256 pages, one host request each, until the balloon is empty
+    assert results[True] == (0, 2000, -(-2000 // 256))
+
+
+def test_may_oom_follows_the_slow_path() -> None:
+    from pagemig_balloon.driver import may_oom
+
+    assert may_oom(int(GFP_KERNEL), 0) and may_oom(int(GFP_KERNEL), 3)
+    assert not may_oom(int(GFP_KERNEL), 4)  # costly orders never reach the OOM killer
+    assert not may_oom(int(GFP_KERNEL | Gfp.NORETRY), 0)
+    assert not may_oom(int(GFP_KERNEL | Gfp.RETRY_MAYFAIL), 0)
+    assert not may_oom(int(Gfp.KSWAPD_RECLAIM), 0)  # GFP_NOWAIT cannot reclaim: no OOM either
+
+
 # ------------------------------------------------------------------ time and pressure
 def test_inflation_follows_the_rate_in_simulated_time(machine: Machine) -> None:
     b = BalloonDriver(machine, {"inflate_rate": 1000})
