@@ -101,8 +101,10 @@ def _add_plugin_commands(blocked: tuple[str, ...]) -> None:
 def _add_core_commands() -> None:
     from pagemig.sim.cli import add_commands as add_sim_commands
     from pagemig.snapshot.cli import oracle_group, snapshot_group
+    from pagemig.testing.cli import new_driver
 
     add_sim_commands(cli)
+    cli.add_command(new_driver)
     cli.add_command(snapshot_group)
     cli.add_command(oracle_group)
 

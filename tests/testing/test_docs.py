@@ -48,12 +48,8 @@ def _shims(venv: Path) -> None:
         "pip": f'#!/bin/sh\nPIP_NO_INDEX=1 PIP_NO_DEPS=1 PIP_NO_BUILD_ISOLATION=0 PIP_DISABLE_PIP_VERSION_CHECK=1 '
                f'exec {shlex.quote(sys.executable)} -m pip --python {shlex.quote(str(py))} "$@"\n',
         "pytest": f'#!/bin/sh\nexec {shlex.quote(str(py))} -m pytest "$@"\n',
-        # the core's console script (pagemig.cli:main); new-driver is added if this CLI lacks it
-        "pagemig": f"#!{py}\nfrom pagemig.cli import cli, main\n"
-                   "if 'new-driver' not in cli.commands:\n"
-                   "    from pagemig.testing.cli import new_driver\n"
-                   "    cli.add_command(new_driver)\n"
-                   "main()\n",
+        # the core's console script (pagemig.cli:main)
+        "pagemig": f"#!{py}\nfrom pagemig.cli import main\nmain()\n",
     }
     for name, text in scripts.items():
         path = bindir / name

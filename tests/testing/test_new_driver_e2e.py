@@ -37,14 +37,8 @@ def _run(cmd: list[str], cwd: Path, timeout: float = 120) -> subprocess.Complete
 
 
 def _new_driver_cmd(python: str) -> list[str]:
-    """``pagemig new-driver`` through the real CLI; if the CLI does not offer it yet, the
-    command module itself (the same click command the CLI adds)."""
-    from pagemig.cli import cli
-
-    if "new-driver" in cli.commands:
-        return [python, "-m", "pagemig.cli", "new-driver"]
-    return [python, "-c", "import sys; from pagemig.testing.cli import new_driver; "
-                          "new_driver.main(sys.argv[1:], prog_name='pagemig new-driver')"]
+    """``pagemig new-driver`` through the real CLI."""
+    return [python, "-m", "pagemig.cli", "new-driver"]
 
 
 @pytest.fixture(scope="module")
