@@ -534,3 +534,69 @@ def test_bad_order_is_refused(one_zone_machine) -> None:
         C.CompactControl(zone=m.zones[0], order=11)
     with pytest.raises(ValueError, match="order"):
         C.CompactControl(zone=m.zones[0], order=-2)
+
+
+# ------------------------------------------------------------------ the v5.1+ free-list searches
+def state_with_blocks(anon: np.ndarray, free_blocks: list[tuple[int, int]]) -> Machine:
+    """8192 pfns: ``anon`` marks anon pages; ``free_blocks`` lists (head, order) of free
+    blocks; every other pfn is a free order-0 block."""
+    kind = np.where(anon, ANON, FREE).astype(np.uint8)
+    heads, orders = [], []
+    covered = np.zeros(len(anon), dtype=bool)
+    for head, order in free_blocks:
+        heads.append(head)
+        orders.append(order)
+        covered[head:head + (1 << order)] = True
+        kind[head:head + (1 << order)] = FREE
+    single = np.flatnonzero((kind == FREE) & ~covered)
+    m = Machine(MachineConfig(zones=(ZoneSpec("Normal", 0, len(anon)),), min_free_kbytes=1024))
+    m.load_state(kind, np.concatenate((heads, single)).astype(np.int64),
+                 np.concatenate((orders, np.zeros(len(single), dtype=np.int64))),
+                 np.full(len(anon) // PB, MigrateType.MOVABLE, dtype=np.uint8))
+    return m
+
+
+def test_costly_direct_compaction_starts_in_a_block_that_already_has_free_pages(monkeypatch) -> None:
+    # blocks 0-7 full of anon pages except an order-4 free block at the start of block 2;
+    # blocks 8-15 half free.  For order 5, fast_find_migrateblock looks below
+    # high_pfn = pageblock_start(0 + (7680 - 0) / 2) = 3584 on the MOVABLE lists of
+    # orders 4 and 3, finds the block at 1024, and the migration scanner starts there.
+    rng = np.random.default_rng(5)
+    anon = np.ones(16 * PB, dtype=bool)
+    anon[8 * PB:] = rng.random(8 * PB) < 0.5
+    m = state_with_blocks(anon, [(2 * PB, 4)])
+    first: list[int] = []
+    real = C.isolate_migratepages_block
+
+    def spy(machine, cc, low, end):
+        first.append(low)
+        return real(machine, cc, low, end)
+
+    monkeypatch.setattr(C, "isolate_migratepages_block", spy)
+    res, _ = C.compact_zone_order(m, m.zones[0], 5, GFP_HIGHUSER_MOVABLE, C.COMPACT_PRIO_SYNC_LIGHT,
+                                  ALLOC_WMARK_MIN, 3)
+    assert first[0] == 2 * PB
+    assert res == C.COMPACT_SUCCESS and 0 not in first and PB not in first
+    assert_consistent(m)
+
+
+def test_fast_free_search_takes_targets_from_the_free_lists() -> None:
+    # everything in use except the second halves of blocks 0-5 (order-8 free blocks,
+    # enough free memory for compaction to be worth it) and one order-2 free block in
+    # block 13.  For an order-9 request, fast_isolate_freepages searches the MOVABLE
+    # lists of orders 8..0 for a block in the top quarter between the scanners (at or
+    # above pageblock_start(7680 - 7680/4) = 5632; no order-8 block is even above the
+    # half-way mark 3584): the order-2 block at 13*512 + 64 is taken, no pageblock scanned.
+    anon = np.ones(16 * PB, dtype=bool)
+    m = state_with_blocks(anon, [(b * PB + 256, 8) for b in range(6)] + [(13 * PB + 64, 2)])
+    # fragindex(9) = 1000 - (1000 + 1540*1000/512) / 7 = 428: "lack of memory" at the
+    # default threshold of 500; lower the threshold to let compaction run
+    assert vmstat.fragmentation_index(m.zones[0], 9) == 428
+    m.set_sysctl("extfrag_threshold", 0)
+    assert C.compaction_suitable(m, m.zones[0], 9, ALLOC_WMARK_MIN, 3) == C.COMPACT_CONTINUE
+    _, cc = C.compact_zone_order(m, m.zones[0], 9, GFP_HIGHUSER_MOVABLE, C.COMPACT_PRIO_SYNC_LIGHT,
+                                 ALLOC_WMARK_MIN, 3)
+    assert cc.nr_migrated >= 4
+    moved_to = np.flatnonzero(m.pages.kind[13 * PB + 64:13 * PB + 68] == ANON)
+    assert len(moved_to) == 4  # the block's four pages now hold migrated pages
+    assert_consistent(m)

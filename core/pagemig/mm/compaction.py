@@ -1065,7 +1065,9 @@ def fast_find_migrateblock(machine: Machine, cc: CompactControl) -> int:
                     pfn = max(pageblock_start_pfn(machine, free_pfn), zone.start_pfn)
                     cc.fast_search_fail = 0
                     found = True
-                    skip_bits[free_pfn >> pbo] = 1
+                    # v5.x also set the block's skip bit here, which made
+                    # isolate_migratepages_block() abandon the very block it had found;
+                    # later kernels dropped it, and so does the simulator
                     break
         order -= 1
     cc.total_migrate_scanned += nr_scanned
