@@ -1447,6 +1447,7 @@ def compact_zone(machine: Machine, cc: CompactControl, hook: Any = None) -> Comp
     cc.nr_freepages = 0
     cc.migratepages = _EMPTY
     cc.freepages = []
+    cc.fast_start_pfn = 0
     cc.migratetype = gfp_migratetype(cc.gfp)
 
     ret = compaction_suitable(machine, zone, cc.order, cc.alloc_flags, cc.highest_zoneidx)
@@ -1515,7 +1516,10 @@ def compact_zone(machine: Machine, cc: CompactControl, hook: Any = None) -> Comp
                 last_migrated_pfn = 0
     except BaseException:
         if len(cc.migratepages):
-            putback_movable_pages(machine, cc.migratepages)
+            # only what is still isolated: migrate_pages may have moved or put back some
+            arr = cc.migratepages
+            still = arr[((machine.pages.flags[arr] & ISOLATED) != 0) & (machine.pages.kind[arr] != FREE)]
+            putback_movable_pages(machine, still)
             cc.migratepages = _EMPTY
             cc.nr_migratepages = 0
         release_freepages(machine, cc)
