@@ -196,3 +196,78 @@ def test_a_raising_policy_leaves_nothing_isolated(one_zone_machine, fragmenter) 
         C.compact_zone(m, cc, host_with(("broken", Broken())).hook)
     assert_consistent(m)
     assert not C.compaction_state(m).active
+
+
+def test_a_raising_policy_mid_batch_puts_back_only_isolated_driver_pages(one_zone_machine) -> None:
+    """Driver pages in the batch when a target policy raises: each put back exactly once,
+    and only if the VM had isolated it (the driver checks the protocol itself)."""
+    from pagemig.driver import Driver
+    from pagemig.mm.gfp import GFP_HIGHUSER_MOVABLE
+    from pagemig.mm.movable import set_movable
+    from pagemig.mm.pages import Page, PageKind, copy_page
+
+    class StrictDriver(Driver):
+        name = "strict"
+
+        def __init__(self, machine: Machine) -> None:
+            super().__init__(machine, {})
+            self.tokens: dict[int, int] = {}
+            self.isolated: set[int] = set()
+            self.putbacks = 0
+
+        def isolate_page(self, page, mode) -> bool:
+            assert page.pfn not in self.isolated
+            self.isolated.add(page.pfn)
+            return True
+
+        def migrate_page(self, dst, src, mode) -> int:
+            assert src.pfn in self.isolated
+            copy_page(dst, src)
+            set_movable(dst, self)
+            self.tokens[dst.pfn] = self.tokens.pop(src.pfn)
+            self.isolated.discard(src.pfn)
+            return 0
+
+        def putback_page(self, page) -> None:
+            assert page.pfn in self.isolated, "putback of a page the VM never isolated"
+            self.isolated.discard(page.pfn)
+            self.putbacks += 1
+
+        def expected_contents(self):
+            items = sorted(self.tokens.items())
+            return (np.array([p for p, _ in items], dtype=np.int64),
+                    np.array([t for _, t in items], dtype=np.uint64))
+
+    class RaiseOnSecondRefill:
+        def __init__(self) -> None:
+            self.n = 0
+
+        @hookimpl
+        def pagemig_compaction_isolate_freepages(self, machine: Machine, cc: C.CompactControl) -> Any:
+            self.n += 1
+            if self.n == 2:
+                raise RuntimeError("policy bug")
+            # the first refill: only 8 targets, so the batch needs another refill
+            taken = 0
+            floor = C.pageblock_end_pfn(machine, cc.migrate_pfn)
+            for pfn in sorted((p for d in cc.zone.free_area[0] for p in d if p >= floor), reverse=True)[:8]:
+                taken += C.isolate_free_block(machine, cc, pfn)
+            return taken
+
+    m = one_zone_machine(4096)
+    d = StrictDriver(m)
+    for _ in range(600):  # driver pages at the bottom, every other one freed
+        pfn = m.alloc_pages(d.page_gfp(GFP_HIGHUSER_MOVABLE), 0, d.owner_id, PageKind.DRIVER)
+        page = Page(m, pfn)
+        page.token = pfn + 1
+        d.tokens[pfn] = pfn + 1
+        set_movable(page, d)
+    for pfn in sorted(d.tokens)[::2]:
+        del d.tokens[pfn]
+        m.free_pages(pfn, 0)
+    cc = C.CompactControl(zone=m.zones[0], order=-1, mode=C.MigrateMode.SYNC, whole_zone=True,
+                          ignore_skip_hint=True)
+    with pytest.raises(RuntimeError, match="policy bug"):
+        C.compact_zone(m, cc, host_with(("raise", RaiseOnSecondRefill())).hook)
+    assert not d.isolated and d.putbacks > 0
+    assert_consistent(m)
