@@ -113,23 +113,28 @@ def run(quick: bool) -> list[dict[str, Any]]:
     for size, r in results.items():
         machine = f"{size:g} GiB"
         scanned = r["migrate_scanned"] + r["free_scanned"]
+        target = {"target": KERNEL_1G_SECONDS * size, "lower_is_better": True} if size >= 1 else {}
         rows += [
-            {"case": "full compaction of the frag state", "machine": machine, "value": r["seconds"], "unit": "s",
-             **({"target": KERNEL_1G_SECONDS * size, "lower_is_better": True} if size >= 1 else {}),
+            {"case": "full compaction of the frag state, CPU", "machine": machine, "value": r["cpu_seconds"],
+             "unit": "s", **target},
+            {"case": "full compaction of the frag state, wall", "machine": machine, "value": r["seconds"],
+             "unit": "s", **target,
              "note": f"{r['cpu_seconds']:.3f} s CPU; {r['migrated']} migrated, {r['migrate_scanned']} + "
                      f"{r['free_scanned']} scanned in {r['batches']} batches; free memory in pageblock-order "
                      f"blocks {r['free_at_pageblock_order_before']:.1%} -> {r['free_at_pageblock_order_after']:.1%}"
                      f"{'' if r['checker_ok'] else '; CHECKER FAILED'}"},
-            {"case": "pages migrated per second", "machine": machine, "value": r["migrated"] / r["seconds"],
+            {"case": "pages migrated per CPU second", "machine": machine, "value": r["migrated"] / r["cpu_seconds"],
              "unit": "pages/s"},
-            {"case": "pages scanned per second", "machine": machine, "value": scanned / r["seconds"],
+            {"case": "pages scanned per CPU second", "machine": machine, "value": scanned / r["cpu_seconds"],
              "unit": "pages/s"},
         ]
         if size != sizes[0]:
             ratio = size / sizes[0]
-            rows.append({"case": f"time growth vs {sizes[0]:g} GiB", "machine": machine,
-                         "value": r["seconds"] / base["seconds"], "unit": "x", "target": ratio,
-                         "lower_is_better": True, "note": f"memory grew {ratio:g}x"})
+            rows.append({"case": f"CPU time growth vs {sizes[0]:g} GiB", "machine": machine,
+                         "value": r["cpu_seconds"] / base["cpu_seconds"], "unit": "x", "target": ratio,
+                         "lower_is_better": True,
+                         "note": f"memory grew {ratio:g}x, pages migrated {r['migrated'] / base['migrated']:.2f}x; "
+                                 f"wall time grew {r['seconds'] / base['seconds']:.2f}x"})
     return rows
 
 
