@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import bisect
 import struct
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterable
+from itertools import islice
 from typing import Any
 
 import attrs
@@ -114,6 +115,22 @@ class MachineConfig:
         kw.setdefault("pageblock_order", 10)
         return cls(zones=(ZoneSpec("Normal", 0, nr),),
                    reserved=((0, 16 * PAGES_PER_MIB), (nr - memmap, memmap)), **kw)
+
+
+def _sorted_unique(arr: np.ndarray, lo: int, hi: int, who: str) -> np.ndarray:
+    """arr sorted, or ValueError naming a pfn listed twice.  Counting beats sorting when the
+    pfns are dense in their range (a bulk allocation's are): O(range) instead of O(n log n)."""
+    span = hi - lo + 1
+    if span <= 16 * len(arr):
+        counts = np.bincount(arr - lo, minlength=span)
+        if counts.max() > 1:
+            raise ValueError(f"{who}: pfn {int(np.argmax(counts > 1)) + lo:#x} is listed twice (double free)")
+        return np.flatnonzero(counts) + lo
+    out = np.sort(arr)
+    dup = np.flatnonzero(out[1:] == out[:-1])
+    if len(dup):
+        raise ValueError(f"{who}: pfn {int(out[dup[0]]):#x} is listed twice (double free)")
+    return out
 
 
 class SlowPath:
@@ -434,8 +451,13 @@ class Machine:
                     continue
                 k = min(len(area), (budget - taken) >> order)
                 if k:
-                    pop = area.popitem
-                    got = [pop()[0] for _ in range(k)]
+                    # what k popitem() calls would take (the head of the list first), in C
+                    if k == len(area):
+                        got = list(reversed(area))
+                        area.clear()
+                    else:
+                        got = list(islice(reversed(area), k))
+                        deque(map(area.__delitem__, got), maxlen=0)
                     heads.extend(got)
                     h = np.array(got, dtype=np.int64)
                     parts.append(h if not order else (h[:, None] + np.arange(1 << order, dtype=np.int64)).ravel())
@@ -496,11 +518,7 @@ class Machine:
         if lo < 0 or hi >= pages.nr_pages:
             raise ValueError(f"free_pages_bulk: pfn {lo if lo < 0 else hi} is outside memory "
                              f"(0..{pages.nr_pages - 1})")
-        arr = np.sort(arr, kind="stable")  # bulk-allocated arrays are ascending runs: timsort's best case
-        if len(arr) > 1:
-            dup = np.flatnonzero(arr[1:] == arr[:-1])
-            if len(dup):
-                raise ValueError(f"free_pages_bulk: pfn {int(arr[dup[0]]):#x} is listed twice (double free)")
+        arr = _sorted_unique(arr, lo, hi, "free_pages_bulk")
         kinds = pages.kind[arr]
         bad = (kinds == FREE) | (kinds == RESERVED)
         if bad.any():
@@ -538,9 +556,10 @@ class Machine:
         # A freed page whose buddy is neither freed here nor a free order-0 block stays an
         # order-0 block of its own whatever else this call frees: only a run's first page (if
         # odd) and last page (if even) have their buddy outside the run, and a buddy outside the
-        # run is not freed here.  Such "quiet" pages are marked and counted with NumPy and only
-        # listed one by one, in ascending order among the other frees (the order single frees
-        # give); the rest of each run goes through free_block_range.
+        # run is not freed here.  Such "quiet" pages are marked and counted with NumPy and
+        # listed with one dict.update per stretch of them that goes to one list, in ascending
+        # order among the other frees (the order single frees give); the rest of each run
+        # (its "middle") goes through free_block_range.
         zstart = np.array([z.start_pfn for z in zones], dtype=np.int64)
         zend = np.array([z.end_pfn for z in zones], dtype=np.int64)
         # first_q / last_q: the free list (zone * NR_MIGRATETYPES + type) of a run's quiet first
@@ -564,29 +583,48 @@ class Machine:
                 zone.free_pages += count
                 zone.pgfree += count
         last_q[(starts_a + 1 == ends_a) & (first_q >= 0)] = -1  # a lone page is one page: list it once
+        mid_s = starts_a + (first_q >= 0)
+        mid_e = ends_a - (last_q >= 0)
+        # Events in ascending order, three slots a run: quiet first page, middle, quiet last page.
+        # key >= 0: list a quiet page on lists[key]; key -1: free the middle [pfn, end).
+        ev_key = np.stack((first_q, np.full(len(starts_a), -1, dtype=np.int64), last_q), axis=1).ravel()
+        ev_pfn = np.stack((starts_a, mid_s, ends_a - 1), axis=1).ravel()
+        ev_end = np.stack((mid_s, mid_e, ends_a), axis=1).ravel()
+        present = np.stack((first_q >= 0, mid_e > mid_s, last_q >= 0), axis=1).ravel()
+        ev_key, ev_pfn, ev_end = ev_key[present], ev_pfn[present], ev_end[present]
+        # stretches: a middle alone, or consecutive quiet pages bound for the same list
+        cut = np.flatnonzero((ev_key[1:] != ev_key[:-1]) | (ev_key[1:] < 0)) + 1
+        bounds = [0, *cut.tolist(), len(ev_key)]
+        keys = ev_key[bounds[:-1]].tolist()
+        pfn_l = ev_pfn.tolist()
+        end_l = ev_end.tolist()
         lists = [z.free_area[0][mt] for z in zones for mt in range(NR_MIGRATETYPES)]
         block_zone = buddy._block_zone
         pb_mt = buddy._pb_mt
         free_one_page = buddy.free_one_page
-        for s, e, fq, lq in zip(starts_a.tolist(), ends_a.tolist(), first_q.tolist(), last_q.tolist(), strict=True):
-            if fq >= 0:
-                lists[fq][s] = None
-                s += 1
-            if lq >= 0:
-                e -= 1
-            if e - s == 1:  # one page that merges
+        max_block = 1 << pbo  # free_block_range's largest block: a pageblock
+        for i, key in enumerate(keys):
+            a = bounds[i]
+            if key >= 0:
+                b = bounds[i + 1]
+                if b - a == 1:
+                    lists[key][pfn_l[a]] = None
+                else:
+                    lists[key].update(dict.fromkeys(pfn_l[a:b]))
+                continue
+            s, e = pfn_l[a], end_l[a]
+            n = e - s
+            if not (n & (n - 1) or s & (n - 1)) and n <= max_block:  # one aligned block
                 zone = block_zone[s >> pbo] or buddy.zone_of(s)
-                zone.pgfree += 1
-                free_one_page(zone, s, 0, pb_mt[s >> pbo])
-            elif e > s:
-                while s < e:
-                    zone = buddy.zone_of(s)
-                    stop = min(e, zone.end_pfn)
-                    zone.pgfree += stop - s
-                    buddy.free_block_range(zone, s, stop)
-                    s = stop
-            if lq >= 0:
-                lists[lq][e] = None
+                zone.pgfree += n
+                free_one_page(zone, s, n.bit_length() - 1, pb_mt[s >> pbo])
+                continue
+            while s < e:
+                zone = buddy.zone_of(s)
+                stop = min(e, zone.end_pfn)
+                zone.pgfree += stop - s
+                buddy.free_block_range(zone, s, stop)
+                s = stop
 
     # ----------------------------------------------------------------- import
     def load_state(self, kind: np.ndarray, free_pfns: np.ndarray, free_orders: np.ndarray,
