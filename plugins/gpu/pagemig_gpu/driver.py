@@ -268,12 +268,14 @@ class GpuDriver(Driver):
         for buf in idle:
             if max_pages is not None and moved + buf.nr_pages > max_pages:
                 break
-            old = self.buffer_pfns(buf).copy()
-            new = m.alloc_pages_bulk(self.gfp | Gfp.NORETRY | Gfp.NOWARN, len(old), self.owner_id, PageKind.DRIVER)
-            if len(new) < len(old):
+            new = m.alloc_pages_bulk(self.gfp | Gfp.NORETRY | Gfp.NOWARN, buf.nr_pages, self.owner_id,
+                                     PageKind.DRIVER)
+            if len(new) < buf.nr_pages:
                 if len(new):
                     m.free_pages_bulk(new)
                 break
+            # read the buffer's pages only now: the allocation may have compacted, and moved some
+            old = self.buffer_pfns(buf).copy()
             for src, dst in zip(old.tolist(), new.tolist(), strict=True):
                 self._move(src, dst, charge=False)
             if self.movable:
