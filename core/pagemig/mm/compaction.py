@@ -318,7 +318,7 @@ class CompactionState:
 
 def compaction_state(machine: Machine) -> CompactionState:
     """The machine's compaction state, made (and its target owner registered) on first use."""
-    state: CompactionState | None = getattr(machine, "compaction", None)
+    state: CompactionState | None = machine.compaction
     if state is None:
         state = CompactionState()
         state.targets = CompactionTargets(state)
@@ -326,18 +326,18 @@ def compaction_state(machine: Machine) -> CompactionState:
         state.init_migrate_pfn = [0] * len(machine.zones)
         state.init_free_pfn = [0] * len(machine.zones)
         state.kcompactd.highest_zoneidx = int(machine.zones[-1].zone_type)
-        machine.compaction = state  # type: ignore[attr-defined]
+        machine.compaction = state
     return state
 
 
 def add_stall(machine: Machine, seconds: float) -> None:
     """Charge simulated time to the allocation in progress (``machine.stall_seconds``)."""
-    machine.stall_seconds = getattr(machine, "stall_seconds", 0.0) + seconds  # type: ignore[attr-defined]
+    machine.stall_seconds = machine.stall_seconds + seconds
 
 
 def kswapd_is_running(machine: Machine) -> bool:
     """``kswapd_is_running()``: the reclaim side sets ``machine.kswapd_running`` while kswapd works."""
-    return bool(getattr(machine, "kswapd_running", False))
+    return bool(machine.kswapd_running)
 
 
 def _count(machine: Machine, cc: CompactControl, name: str, n: int) -> None:
@@ -569,7 +569,7 @@ def zone_reclaimable_pages(machine: Machine, zone: Zone) -> int:
     """``zone_reclaimable_pages()``: file LRU pages, plus anon ones when there is swap."""
     kind = machine.pages.kind[zone.start_pfn:zone.end_pfn]
     n = int(np.count_nonzero(kind == FILE))
-    if getattr(machine, "swap_devices", None):
+    if machine.swap_devices:
         n += int(np.count_nonzero(kind == ANON))
     return n
 
@@ -1435,7 +1435,7 @@ def compact_zone(machine: Machine, cc: CompactControl, hook: Any = None) -> Comp
     if not cc.zone.present_pages:
         return COMPACT_SKIPPED
     if hook is None:
-        hook = getattr(machine, "hook", None)
+        hook = machine.hook
     policies = _Policies(machine, hook)
     zone = cc.zone
     start_pfn, end_pfn = zone.start_pfn, zone.end_pfn
@@ -1560,7 +1560,7 @@ def compact_zone_order(machine: Machine, zone: Zone, order: int, gfp: int, prio:
 
 
 def _in_compaction(machine: Machine) -> bool:
-    state: CompactionState | None = getattr(machine, "compaction", None)
+    state: CompactionState | None = machine.compaction
     return bool(state is not None and state.active)
 
 

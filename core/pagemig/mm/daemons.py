@@ -109,7 +109,7 @@ class Daemons:
 
 def daemon_state(machine: Machine) -> Daemons:
     """The machine's daemons, made on first use (kcompactd from the compaction module if any)."""
-    state: Daemons | None = getattr(machine, "daemons", None)
+    state: Daemons | None = machine.daemons
     if state is None:
         state = Daemons()
         try:
@@ -120,7 +120,7 @@ def daemon_state(machine: Machine) -> Daemons:
             state.wakeup_kcompactd = getattr(mod, "wakeup_kcompactd", None)
             state.kcompactd_run = getattr(mod, "kcompactd_run", None)
             state.reset_isolation_suitable = getattr(mod, "reset_isolation_suitable", None)
-        machine.daemons = state  # type: ignore[attr-defined]
+        machine.daemons = state
     return state
 
 
@@ -284,10 +284,10 @@ def background_tick(machine: Machine, now: float) -> float:
     state = daemon_state(machine)
     rs = reclaim_state(machine)
     before = rs.kswapd_seconds
-    machine.kswapd_running = True  # type: ignore[attr-defined]  # kswapd_is_running() for compaction
+    machine.kswapd_running = True  # kswapd_is_running() for compaction
     runs = kswapd_tick(machine, now)
     # still at work (it used up its runs for this tick) unless it went to nap or sleep
-    machine.kswapd_running = state.kswapd.mode is KswapdMode.RUNNABLE  # type: ignore[attr-defined]
+    machine.kswapd_running = state.kswapd.mode is KswapdMode.RUNNABLE
     if state.kcompactd_run is not None:
         state.kcompactd_run(machine, now)
     state.last_tick = now

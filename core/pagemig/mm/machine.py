@@ -174,6 +174,15 @@ class Machine:
         self.sysctl = Sysctl(**config.sysctl)
         self.now = 0.0  # simulated seconds, advanced by the event loop
         self.isolated_batches = 0  # compactions in progress that hold isolated pages
+        # What the slow path, reclaim, compaction and the daemons keep here.  They make it on
+        # first use, so the bare allocator works without them (tests, benchmarks, embedders).
+        self.hook: Any = None  # the plugin host's hook relay: compaction's policy hooks (set by a run)
+        self.stall_seconds = 0.0  # simulated time charged to the allocation in progress
+        self.kswapd_running = False
+        self.compaction: Any = None  # pagemig.mm.compaction.CompactionState
+        self.reclaim: Any = None  # pagemig.mm.reclaim.ReclaimState
+        self.swap_devices: list[Any] = []
+        self.daemons: Any = None  # pagemig.mm.daemons.Daemons
         self._boot(config)
 
     # ----------------------------------------------------------------- boot
@@ -215,6 +224,11 @@ class Machine:
         setattr(self.sysctl, name, int(value))
         if name in ("min_free_kbytes", "watermark_scale_factor"):
             self.setup_watermarks()
+        elif name == "compaction_proactiveness":
+            # as the kernel's sysctl handler does: a raised proactiveness takes effect now
+            from pagemig.mm.compaction import trigger_proactive_compaction
+
+            trigger_proactive_compaction(self)
 
     # ----------------------------------------------------------------- owners
     def register_owner(self, owner: Owner) -> int:

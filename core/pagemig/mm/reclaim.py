@@ -713,11 +713,11 @@ class ReclaimState:
 
 def reclaim_state(machine: Machine) -> ReclaimState:
     """The machine's reclaim state, made on first use."""
-    state: ReclaimState | None = getattr(machine, "reclaim", None)
+    state: ReclaimState | None = machine.reclaim
     if state is None:
         state = ReclaimState(swap=SwapSpace(machine))
-        machine.reclaim = state  # type: ignore[attr-defined]
-        machine.swap_devices = state.swap.devices  # type: ignore[attr-defined]
+        machine.reclaim = state
+        machine.swap_devices = state.swap.devices
     return state
 
 

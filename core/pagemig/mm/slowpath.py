@@ -177,7 +177,7 @@ class ModuleCompaction:
 
     def seconds(self, machine: Machine) -> float:
         """Direct compaction charges its time to ``machine.stall_seconds``."""
-        return float(getattr(machine, "stall_seconds", 0.0))
+        return float(machine.stall_seconds)
 
 
 def compaction_made_progress(result: str) -> bool:
@@ -266,7 +266,7 @@ class FullSlowPath(SlowPath):
         """Add to the allocation's latency and to the machine's stall clock
         (``machine.stall_seconds``, where direct compaction charges its own time)."""
         trace.seconds += seconds
-        machine.stall_seconds = getattr(machine, "stall_seconds", 0.0) + seconds  # type: ignore[attr-defined]
+        machine.stall_seconds = machine.stall_seconds + seconds
 
     def _freelist(self, machine: Machine, order: int, alloc_flags: int, ac: AllocContext,
                   trace: SlowPathTrace) -> tuple[int, Zone | None]:

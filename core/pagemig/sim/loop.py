@@ -149,7 +149,7 @@ class Run:
         if install_full_mm is not None:
             install_full_mm(self.machine)
         self.machine.movable.on_driver_error = scenario.on_driver_error
-        self.machine.hook = host.hook  # type: ignore[attr-defined]  # compaction's policy hooks find it here
+        self.machine.hook = host.hook  # compaction's policy hooks find it here
         self.drivers: dict[str, Driver] = {}
         self.workloads: dict[str, Workload] = {}
         self._specs: dict[str, WorkloadSpec] = {}
