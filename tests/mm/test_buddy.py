@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from pagemig.mm.gfp import (
     GFP_HIGHUSER_MOVABLE,
     GFP_KERNEL,
@@ -514,3 +515,18 @@ def test_bulk_leaves_the_rest_of_a_split_block_on_the_requesters_list() -> None:
     assert [b.alloc_pages(Gfp.MOVABLE, 0, 1, K) for _ in range(3)] == [0, 1, 2]
     assert lists(a, MOVABLE) == {0: [3], 2: [4], 3: [8]}
     assert snapshot(a) == snapshot(b)
+
+
+@pytest.mark.parametrize(("order", "kind", "owner"), [(0, 300, 1), (0, K, 70000), (0, K, -1), (3, 256, 1),
+                                                      (3, K, 1 << 16), (0, "anon", 1)])
+def test_a_kind_or_owner_that_does_not_fit_loses_no_page(order: int, kind: object, owner: object) -> None:
+    """The page columns hold kind in a byte and owner in 16 bits: a call with values outside
+    them raises ValueError, and the block it had taken goes back where it came from."""
+    m = small_machine()
+    m.alloc_pages(GFP_KERNEL, 0, m.register_owner(Unchecked()))  # split the fresh blocks a little first
+    before = snapshot(m)
+    with pytest.raises(ValueError, match="do not fit"):
+        m.alloc_pages(GFP_KERNEL, order, owner, kind)  # type: ignore[arg-type]
+    after = snapshot(m)
+    assert after[:7] == before[:7]  # columns, pageblocks and free lists as they were
+    assert_consistent(m)

@@ -12,7 +12,9 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from pagemig.mm.machine import Machine, MachineConfig, MiB
+from pagemig.mm.owner import PageSet
 from pagemig.mm.pages import BYTES_PER_PAGE, Page, PageArrays, PageFlag, PageKind, copy_page
 
 
@@ -86,3 +88,59 @@ def test_page_flag_and_kind_values_fit_their_columns() -> None:
     assert all(0 <= int(k) < 256 for k in PageKind)
     assert all(int(f).bit_count() == 1 and int(f) < 256 for f in PageFlag)
     assert int(PageKind.FREE) == 0  # a zeroed page array is "all free": the checker relies on it
+
+
+# ------------------------------------------------------------------------------ PageSet
+def test_page_set_tracks_slots_through_growth() -> None:
+    """An owner's page set: every page's slot is in its ``private``; the arrays grow from any
+    starting capacity (0 included) and the NumPy views see what the per-page methods wrote."""
+    m = Machine(MachineConfig.arm32_device(64 * MiB))
+    ps = PageSet(m, capacity=0)
+    pfns = [m.alloc_pages(0, 0, 1, PageKind.ANON) for _ in range(100)]
+    for i, pfn in enumerate(pfns):
+        ps.add(pfn, 1000 + i)
+    assert len(ps) == 100 and all(p in ps for p in pfns)
+    assert sorted(ps.pfns().tolist()) == sorted(pfns)
+    got_pfns, got_tokens = ps.contents()
+    assert dict(zip(got_pfns.tolist(), got_tokens.tolist(), strict=True)) == {p: 1000 + i for i, p in enumerate(pfns)}
+    assert [int(m.pages.token[p]) for p in pfns] == [1000 + i for i in range(100)]
+    ps.write(pfns[5], 7)
+    assert m.pages.token[pfns[5]] == 7 and ps.token[m.pages.private[pfns[5]]] == 7
+    ps.remove(pfns[0])
+    assert pfns[0] not in ps and len(ps) == 99
+    ps.add(pfns[0], 5)  # the freed slot is reused
+    assert len(ps) == 100 and ps.pfn[m.pages.private[pfns[0]]] == pfns[0]
+
+
+def test_page_set_refuses_pages_it_does_not_hold() -> None:
+    m = Machine(MachineConfig.arm32_device(64 * MiB))
+    ps = PageSet(m)
+    a, b, stranger = (m.alloc_pages(0, 0, 1, PageKind.ANON) for _ in range(3))
+    ps.add(a, 1)
+    ps.add(b, 2)
+    m.pages._private[stranger] = 10**6  # a slot far beyond the set's arrays
+    with pytest.raises(KeyError):
+        ps.remove(stranger)
+    assert stranger not in ps
+    with pytest.raises(KeyError):
+        ps.remove_many(np.array([a, stranger]))
+    with pytest.raises(KeyError, match="twice"):
+        ps.remove_many(np.array([a, a]))
+    assert len(ps) == 2 and a in ps and b in ps  # all or nothing
+    ps.remove_many(np.array([a, b]))
+    assert len(ps) == 0 and not ps.pfns().size
+
+
+def test_page_set_follows_migration_through_private() -> None:
+    """The core copies ``private`` with the page; ``migrated`` rewrites the slots' pfns."""
+    m = Machine(MachineConfig.arm32_device(64 * MiB))
+    ps = PageSet(m)
+    src = [m.alloc_pages(0, 0, 1, PageKind.ANON) for _ in range(4)]
+    dst = [m.alloc_pages(0, 0, 1, PageKind.ANON) for _ in range(4)]
+    for i, p in enumerate(src):
+        ps.add(p, i)
+    m.pages.private[dst] = m.pages.private[src]
+    m.pages.token[dst] = m.pages.token[src]
+    ps.migrated(np.array(src), np.array(dst))
+    assert sorted(ps.pfns().tolist()) == sorted(dst)
+    assert all(p in ps for p in dst)

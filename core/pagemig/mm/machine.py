@@ -13,7 +13,7 @@ import struct
 from collections import Counter, deque
 from collections.abc import Iterable
 from itertools import islice
-from typing import Any
+from typing import Any, NoReturn
 
 import attrs
 import numpy as np
@@ -300,8 +300,11 @@ class Machine:
                     pfn = buddy.rmqueue(zone, 0, mt)
                     if pfn < 0:
                         continue
-                pages._kind[pfn] = kind
-                pages._owner[pfn] = owner
+                try:
+                    pages._kind[pfn] = kind
+                    pages._owner[pfn] = owner
+                except (TypeError, ValueError, OverflowError) as exc:
+                    self._undo_alloc(zone, pfn, 0, kind, owner, exc)
                 zone.pgalloc += 1
                 return pfn
             pfn, zone = self.slowpath.alloc_slowpath(self, 0, ac)
@@ -309,8 +312,11 @@ class Machine:
                 self.vmstat["pgalloc_fail"] += 1
                 return -1
             assert zone is not None
-            pages._kind[pfn] = kind
-            pages._owner[pfn] = owner
+            try:
+                pages._kind[pfn] = kind
+                pages._owner[pfn] = owner
+            except (TypeError, ValueError, OverflowError) as exc:
+                self._undo_alloc(zone, pfn, 0, kind, owner, exc)
             zone.pgalloc += 1
             return pfn
         if not 0 < order <= MAX_ORDER:
@@ -324,14 +330,31 @@ class Machine:
         assert zone is not None
         n = 1 << order
         end = pfn + n
-        pages._kind[pfn:end] = bytes((kind,)) * n
-        pages._owner_b[2 * pfn:2 * end] = _pack_u16(owner) * n
+        try:
+            pages._kind[pfn:end] = bytes((kind,)) * n
+            pages._owner_b[2 * pfn:2 * end] = _pack_u16(owner) * n
+        except (TypeError, ValueError, OverflowError, struct.error) as exc:
+            self._undo_alloc(zone, pfn, order, kind, owner, exc)
         if gfp & COMP:
             pages._flags[pfn + 1:end] = _TAILS[order]
             pages._flags[pfn] = HEAD
             pages._private[pfn + 1] = order
         zone.pgalloc += n
         return pfn
+
+    def _undo_alloc(self, zone: Zone, pfn: int, order: int, kind: object, owner: object,
+                    exc: Exception) -> NoReturn:
+        """alloc_pages() was given a kind or owner its column cannot hold: give the block back
+        (it merges where it was split from) and say so, so that a bad call loses no page."""
+        n = 1 << order
+        pages = self.pages
+        pages.kind[pfn:pfn + n] = FREE
+        pages.flags[pfn:pfn + n] = 0
+        pages.owner[pfn:pfn + n] = 0
+        pages.private[pfn:pfn + n] = 0
+        self.buddy.free_one_page(zone, pfn, order, self.buddy._pb_mt[pfn >> self.pageblock_order])
+        raise ValueError(f"alloc_pages: kind {kind!r} / owner {owner!r} do not fit the page columns "
+                         f"(kind 0..255, owner 0..65535): {exc}") from exc
 
     def free_pages(self, pfn: int, order: int = 0) -> None:
         """``__free_pages(page, order)``.  A driver page freed while compaction holds it
