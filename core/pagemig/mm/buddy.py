@@ -402,7 +402,12 @@ class BuddyAllocator:
         return ac
 
     def get_page_from_freelist(self, order: int, alloc_flags: int, ac: AllocContext) -> tuple[int, Zone | None]:
-        """``get_page_from_freelist()``: the first zone in the zonelist above its watermark."""
+        """``get_page_from_freelist()``: the first zone in the zonelist above its watermark.
+
+        ``Machine.alloc_pages`` inlines this walk for order-0 requests at the low watermark
+        (its hot path); a change to the rules here must be made there too (the tests in
+        tests/mm hold both to the kernel's rules).
+        """
         no_wmarks = alloc_flags & ALLOC_NO_WATERMARKS
         for zone in ac.zonelist:
             if not no_wmarks:
