@@ -14,6 +14,7 @@ import numpy as np
 from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+
 from pagemig.mm.gfp import (
     GFP_ATOMIC,
     GFP_DMA,

@@ -10,6 +10,7 @@ from those sources, not computed by the code under test.
 from __future__ import annotations
 
 import pytest
+
 from pagemig.mm import gfp as g
 from pagemig.mm.gfp import Gfp, MigrateType, ZoneType
 from pagemig.mm.machine import GiB, Machine, MachineConfig, MiB

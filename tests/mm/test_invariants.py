@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
+
 from pagemig.mm.gfp import GFP_HIGHUSER_MOVABLE, GFP_KERNEL, Gfp, MigrateType
 from pagemig.mm.invariants import InvariantError, assert_consistent, check
 from pagemig.mm.machine import Machine, MachineConfig, MiB

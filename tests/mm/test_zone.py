@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from pagemig.mm.buddy import BuddyAllocator
 from pagemig.mm.gfp import (
     ALLOC_HARDER,
