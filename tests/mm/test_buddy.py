@@ -530,3 +530,18 @@ def test_a_kind_or_owner_that_does_not_fit_loses_no_page(order: int, kind: objec
     after = snapshot(m)
     assert after[:7] == before[:7]  # columns, pageblocks and free lists as they were
     assert_consistent(m)
+
+
+def test_bulk_free_of_a_run_across_a_zone_boundary() -> None:
+    """DMA 0..1000 and DMA32 1000..2048 (the boundary cuts a pageblock and an aligned 16-page
+    block); everything in use.  Freeing 992..1007 in bulk must give what single frees give:
+    992@3 in DMA and 1000@3 in DMA32, never a block across the boundary."""
+    zones = (ZoneSpec("DMA", 0, 1000), ZoneSpec("DMA32", 1000, 1048))
+    a = build([MOVABLE] * 16, [], [], zones=zones, pbo=7)
+    b = build([MOVABLE] * 16, [], [], zones=zones, pbo=7)
+    a.free_pages_bulk(np.arange(992, 1008))
+    for pfn in range(992, 1008):
+        b.free_pages(pfn)
+    assert lists(a, MOVABLE, zone=0) == {3: [992]} and lists(a, MOVABLE, zone=1) == {3: [1000]}
+    assert snapshot(a) == snapshot(b)
+    assert_consistent(a)

@@ -651,11 +651,12 @@ class Machine:
                 continue
             s, e = pfn_l[a], end_l[a]
             n = e - s
-            if not (n & (n - 1) or s & (n - 1)) and n <= max_block:  # one aligned block
+            if not (n & (n - 1) or s & (n - 1)) and n <= max_block:  # one aligned block...
                 zone = block_zone[s >> pbo] or buddy.zone_of(s)
-                zone.pgfree += n
-                free_one_page(zone, s, n.bit_length() - 1, pb_mt[s >> pbo])
-                continue
+                if e <= zone.end_pfn:  # ...inside one zone (a zone edge may cut a pageblock)
+                    zone.pgfree += n
+                    free_one_page(zone, s, n.bit_length() - 1, pb_mt[s >> pbo])
+                    continue
             while s < e:
                 zone = buddy.zone_of(s)
                 stop = min(e, zone.end_pfn)
