@@ -141,6 +141,17 @@ class AllocatorMachine(RuleBasedStateMachine):
         self.held_pages -= len(pfns)
 
     @precondition(lambda self: self.held)
+    @rule()
+    def free_all_order0_bulk(self) -> None:
+        """Long runs of freed pages, across zone edges too (DMA and DMA32 touch at pfn 1000)."""
+        keep = [h for h in self.held if h[1] != 0]
+        pfns = np.array([p for p, o, _ in self.held if o == 0], dtype=np.int64)
+        self.owner.pages.remove_many(pfns)
+        self.m.free_pages_bulk(pfns)
+        self.held_pages -= len(pfns)
+        self.held = keep
+
+    @precondition(lambda self: self.held)
     @rule(i=st.integers(0, 10**6))
     def write(self, i: int) -> None:
         pfn, _, _ = self.held[i % len(self.held)]
