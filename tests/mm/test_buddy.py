@@ -527,6 +527,8 @@ def test_a_kind_or_owner_that_does_not_fit_loses_no_page(order: int, kind: objec
     before = snapshot(m)
     with pytest.raises(ValueError, match="do not fit"):
         m.alloc_pages(GFP_KERNEL, order, owner, kind)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="do not fit"):
+        m.alloc_pages_bulk(GFP_KERNEL, 1 << order, owner, kind)  # type: ignore[arg-type]
     after = snapshot(m)
     assert after[:7] == before[:7]  # columns, pageblocks and free lists as they were
     assert_consistent(m)

@@ -9,6 +9,7 @@ knows nothing of ``__alloc_pages_slowpath``.
 from __future__ import annotations
 
 import bisect
+import operator
 import struct
 from collections import Counter, deque
 from collections.abc import Iterable
@@ -460,6 +461,13 @@ class Machine:
         """
         if nr < 0:
             raise ValueError(f"alloc_pages_bulk: nr = {nr} is negative")
+        try:
+            fits = 0 <= operator.index(kind) <= 0xFF and 0 <= operator.index(owner) <= 0xFFFF
+        except TypeError:
+            fits = False
+        if not fits:
+            raise ValueError(f"alloc_pages_bulk: kind {kind!r} / owner {owner!r} do not fit the page columns "
+                             "(kind 0..255, owner 0..65535)")
         buddy = self.buddy
         ac = buddy._ac_cache.get(gfp)
         if ac is None:
