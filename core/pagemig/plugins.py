@@ -97,7 +97,7 @@ class PluginHost:
 
             try:
                 impl.function(register=register)
-            except Exception as exc:  # noqa: BLE001 - one plugin's bug must not stop the others
+            except Exception as exc:
                 if os.environ.get("PAGEMIG_STRICT_PLUGINS") == "1":
                     raise
                 msg = f"{hook_name} failed: {type(exc).__name__}: {exc}"
@@ -179,7 +179,7 @@ def get_plugin_host(*, blocked: Iterable[str] = (), extra_plugins: Iterable[tupl
             try:
                 plugin = ep.load()
                 pm.register(plugin, name=ep.name)
-            except Exception as exc:  # noqa: BLE001 - a plugin that fails to import must not stop the rest
+            except Exception as exc:
                 if strict:
                     raise
                 record.error = f"failed to load: {type(exc).__name__}: {exc}"

@@ -12,6 +12,7 @@ import importlib.util
 
 import numpy as np
 import pytest
+
 from pagemig.mm.daemons import (
     KSWAPD_NAP_SECONDS,
     KswapdMode,

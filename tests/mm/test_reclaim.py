@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from pagemig.mm.gfp import GFP_HIGHUSER_MOVABLE, GFP_KERNEL, ZoneType
 from pagemig.mm.invariants import assert_consistent
 from pagemig.mm.machine import Machine, MachineConfig

@@ -16,6 +16,7 @@ import importlib.util
 
 import numpy as np
 import pytest
+
 from pagemig.mm.buddy import AllocContext
 from pagemig.mm.costs import COST_ALLOC_FAST
 from pagemig.mm.daemons import KswapdMode, daemon_state, install_full_mm

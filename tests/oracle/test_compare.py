@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from pagemig.oracle.compare import Comparison, compare, free_pageblocks, unusable_index
 from pagemig.snapshot.importer import import_snapshot
 from pagemig.snapshot.model import load_snapshot
@@ -121,6 +122,7 @@ def test_snapshot_compact_cli_json(tmp_path: Path) -> None:
     import json
 
     from click.testing import CliRunner
+
     from pagemig.snapshot.cli import snapshot_group
 
     out = tmp_path / "c.json"

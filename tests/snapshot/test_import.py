@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from pagemig.mm.gfp import MigrateType
 from pagemig.mm.pages import PageFlag, PageKind
 from pagemig.snapshot.importer import (

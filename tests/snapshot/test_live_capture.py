@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from pagemig.snapshot.capture import CaptureError, capture
 from pagemig.snapshot.importer import import_snapshot
 from pagemig.snapshot.model import load_snapshot

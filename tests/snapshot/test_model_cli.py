@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+
 from pagemig.snapshot.capture import capture, finalize
 from pagemig.snapshot.cli import oracle_group, snapshot_group
 from pagemig.snapshot.model import load_snapshot
