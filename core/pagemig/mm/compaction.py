@@ -87,6 +87,7 @@ from pagemig.mm.migrate import MigrateReason, MigrateResult, migrate_pages, putb
 from pagemig.mm.movable import MigrateMode, isolate_movable_page, putback_movable_page
 from pagemig.mm.owner import Owner
 from pagemig.mm.pages import MAX_ORDER, NR_ORDERS, PAGE_ALLOC_COSTLY_ORDER, PageFlag, PageKind
+from pagemig.mm.reclaim import reclaimable_owner_mask, zone_reclaimable_pages
 from pagemig.mm.vmstat import (
     fragmentation_index,
     fragmentation_score_node,
@@ -565,20 +566,14 @@ def compaction_suitable(machine: Machine, zone: Zone, order: int, alloc_flags: i
     return ret
 
 
-def zone_reclaimable_pages(machine: Machine, zone: Zone) -> int:
-    """``zone_reclaimable_pages()``: file LRU pages, plus anon ones when there is swap."""
-    kind = machine.pages.kind[zone.start_pfn:zone.end_pfn]
-    n = int(np.count_nonzero(kind == FILE))
-    if machine.swap_devices:
-        n += int(np.count_nonzero(kind == ANON))
-    return n
-
-
 def compaction_zonelist_suitable(machine: Machine, ac: AllocContext, order: int, alloc_flags: int) -> bool:
     """``compaction_zonelist_suitable()``: would some zone pass the watermark test if
-    reclaim freed a share (``1/order``) of its reclaimable pages?"""
+    reclaim freed a share (``1/order``) of its reclaimable pages?  What is reclaimable
+    is vmscan's answer (:func:`pagemig.mm.reclaim.zone_reclaimable_pages`): LRU pages of
+    owners reclaim can shrink, anon ones only while swap has room."""
+    mask = reclaimable_owner_mask(machine)
     for zone in ac.zonelist:
-        available = zone_reclaimable_pages(machine, zone) // order + zone.free_pages
+        available = zone_reclaimable_pages(machine, zone, mask) // order + zone.free_pages
         res = _compaction_suitable(machine, zone, order, alloc_flags, ac.highest_zoneidx, available)
         if res != COMPACT_SKIPPED:
             return True
