@@ -29,6 +29,8 @@ def _module_text() -> str:
         parts.append(f"\nclass Test{name}(Suite):\n    plugin = plugin_for({name!r}, {name})\n")
         if name not in RANDOM_TEST_FOR:  # the random test is slow; a few show it catches bugs too
             parts.append("    test_random_operations_never_lose_a_page = None\n")
+        else:  # enough fixed (derandomized) examples to reach each bug every time
+            parts.append("    max_examples = 40\n")
     return "".join(parts)
 
 
