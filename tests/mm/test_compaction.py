@@ -382,32 +382,6 @@ def test_direct_compaction_failure_counts_fail() -> None:
     assert result == C.COMPACT_SKIPPED and m.vmstat["compact_stall"] == 1
 
 
-@pytest.mark.parametrize(("order", "result", "prio", "retries", "expected"), [
-    (0, C.COMPACT_SUCCESS, 2, 0, (False, 2, 0)),  # order 0 never retries compaction
-    (3, C.COMPACT_SUCCESS, 1, 0, (True, 1, 1)),  # progress: count it, retry
-    (3, C.COMPACT_SUCCESS, 1, 16, (True, 0, 0)),  # 17 > 16 retries: raise the priority instead
-    (3, C.COMPACT_SUCCESS, 0, 16, (False, 0, 17)),  # ... unless already at SYNC_FULL
-    (4, C.COMPACT_SUCCESS, 1, 4, (False, 1, 5)),  # costly: max 16/4 = 4 retries, SYNC_LIGHT its floor
-    (4, C.COMPACT_SUCCESS, 2, 4, (True, 1, 0)),  # 5 > 4: ASYNC -> SYNC_LIGHT
-    (4, C.COMPACT_COMPLETE, 1, 0, (False, 1, 0)),  # failed at the costly floor: give up
-    (3, C.COMPACT_COMPLETE, 1, 2, (True, 0, 0)),  # failed: try harder
-    (3, C.COMPACT_DEFERRED, 2, 3, (True, 1, 0)),  # withdrawn: try harder
-    (3, C.COMPACT_PARTIAL_SKIPPED, 0, 3, (False, 0, 3)),
-    (3, C.COMPACT_CONTINUE, 1, 5, (True, 1, 5)),  # neither: retry within the budget
-])
-def test_should_compact_retry_worked_by_hand(one_zone_machine, order, result, prio, retries, expected) -> None:
-    m = one_zone_machine(4096)
-    ac = m.buddy.alloc_context(GFP_KERNEL)
-    assert C.should_compact_retry(m, ac, order, 0, result, prio, retries) == expected
-
-
-def test_should_compact_retry_after_skip_asks_whether_reclaim_could_help(one_zone_machine) -> None:
-    m = one_zone_machine(4096)
-    ac = m.buddy.alloc_context(GFP_KERNEL)
-    # an empty machine passes the watermark test: retrying makes sense
-    assert C.should_compact_retry(m, ac, 3, 0, C.COMPACT_SKIPPED, 1, 0) == (True, 1, 0)
-
-
 # ------------------------------------------------------------------ skip bits
 def skip_state() -> Machine:
     """Block 0: kernel pages only; blocks 1-7: anon at even pfns; 8-15: anon at odd pfns."""

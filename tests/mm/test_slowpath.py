@@ -455,24 +455,37 @@ def test_real_compaction_rescues_an_order3_request() -> None:
     assert_consistent(m)
 
 
-@pytest.mark.skipif(importlib.util.find_spec("pagemig.mm.compaction") is None,
-                    reason="the compaction module is not there yet")
-def test_our_should_compact_retry_agrees_with_the_compaction_modules() -> None:
-    m = small_machine()
-    checkerboard(m)
-    sp = FullSlowPath()
-    module = sp.compaction
-    assert isinstance(module, ModuleCompaction)
+@pytest.mark.parametrize(("order", "result", "prio", "retries", "expected"), [
+    (0, "success", ASYNC, 0, (False, ASYNC, 0)),  # order 0 never retries compaction
+    (3, "success", LIGHT, 0, (True, LIGHT, 1)),  # progress: count it, retry
+    (3, "success", LIGHT, 16, (True, FULL, 0)),  # 17 > 16 retries: raise the priority instead
+    (3, "success", FULL, 16, (False, FULL, 17)),  # ... unless already at SYNC_FULL
+    (4, "success", LIGHT, 4, (False, LIGHT, 5)),  # costly: max 16/4 = 4 retries, SYNC_LIGHT its floor
+    (4, "success", ASYNC, 4, (True, LIGHT, 0)),  # 5 > 4: ASYNC -> SYNC_LIGHT
+    (4, "complete", LIGHT, 0, (False, LIGHT, 0)),  # failed at the costly floor: give up
+    (3, "complete", LIGHT, 2, (True, FULL, 0)),  # failed: try harder
+    (3, "deferred", ASYNC, 3, (True, LIGHT, 0)),  # withdrawn: try harder
+    (3, "partial_skipped", FULL, 3, (False, FULL, 3)),
+    (3, "continue", LIGHT, 5, (True, LIGHT, 5)),  # neither: retry within the budget
+])
+def test_should_compact_retry_worked_by_hand(one_zone_machine, order, result, prio, retries, expected) -> None:
+    """``should_compact_retry()`` of mm/page_alloc.c (v6.1), each case worked through by hand."""
+    m = one_zone_machine(4096)
     ac = m.buddy.alloc_context(GFP_KERNEL)
-    names = ["skipped", "deferred", "no_suitable_page", "continue", "complete", "partial_skipped",
-             "contended", "success"]
-    for order in (1, 3, 4, 9):
-        for result in names:
-            for prio in (ASYNC, LIGHT, FULL):
-                for retries in (0, 3, 4, 5, 16, 17):
-                    ours = sp._should_compact_retry(m, ac, order, 0, result, prio, retries)
-                    theirs = module.should_compact_retry(m, ac, order, 0, result, prio, retries)
-                    assert ours == theirs, (order, result, prio, retries)
+    assert FullSlowPath().should_compact_retry(m, ac, order, 0, result, prio, retries) == expected
+
+
+def test_should_compact_retry_after_skip_asks_whether_reclaim_could_help(one_zone_machine) -> None:
+    m = one_zone_machine(4096)
+    ac = m.buddy.alloc_context(GFP_KERNEL)
+    sp = FullSlowPath()
+    assert isinstance(sp.compaction, ModuleCompaction)
+    # the real compaction_zonelist_suitable: an empty machine passes the watermark test,
+    # so retrying makes sense
+    assert sp.should_compact_retry(m, ac, 3, 0, "skipped", LIGHT, 0) == (True, LIGHT, 0)
+    # a scripted compaction, whose zonelist_suitable says reclaim could not help: give up
+    scripted = FullSlowPath(ScriptedCompaction())
+    assert scripted.should_compact_retry(m, ac, 3, 0, "skipped", LIGHT, 0) == (False, LIGHT, 0)
 
 
 @pytest.mark.skipif(importlib.util.find_spec("pagemig.mm.compaction") is None,

@@ -17,8 +17,9 @@ The pieces, by their kernel names:
   is given (or ``machine.hook``, which a run sets); without one it calls these
   functions directly, so the mm layer works without pluggy.
 * Who compacts: direct compaction from the allocator's slow path
-  (:func:`try_to_compact_pages`, :func:`alloc_pages_direct_compact`, priorities and
-  :func:`should_compact_retry`), kcompactd (:func:`wakeup_kcompactd`,
+  (:func:`try_to_compact_pages`, :func:`alloc_pages_direct_compact`, priorities; the
+  retry decision, ``should_compact_retry``, is page_alloc.c's and lives in
+  :mod:`pagemig.mm.slowpath`), kcompactd (:func:`wakeup_kcompactd`,
   :func:`kcompactd_run`, with proactive compaction every 500 ms of simulated time),
   and ``echo 1 > /proc/sys/vm/compact_memory`` (:func:`compact_memory`).
 * Suitability (:func:`compaction_suitable` with ``extfrag_threshold``), skip bits
@@ -103,7 +104,6 @@ log = structlog.get_logger(__name__)
 
 COMPACT_CLUSTER_MAX = 32  # SWAP_CLUSTER_MAX: pages isolated per batch
 COMPACT_MAX_DEFER_SHIFT = 6  # "Do not skip compaction more than 64 times"
-MAX_COMPACT_RETRIES = 16
 HPAGE_FRAG_CHECK_INTERVAL_MSEC = 500  # kcompactd's proactive check period
 KCOMPACTD_INTERVAL = HPAGE_FRAG_CHECK_INTERVAL_MSEC / 1000.0
 
@@ -163,10 +163,7 @@ class CompactPriority(enum.IntEnum):
 COMPACT_PRIO_SYNC_FULL = CompactPriority.COMPACT_PRIO_SYNC_FULL
 COMPACT_PRIO_SYNC_LIGHT = CompactPriority.COMPACT_PRIO_SYNC_LIGHT
 COMPACT_PRIO_ASYNC = CompactPriority.COMPACT_PRIO_ASYNC
-MIN_COMPACT_PRIORITY = COMPACT_PRIO_SYNC_FULL
-MIN_COMPACT_COSTLY_PRIORITY = COMPACT_PRIO_SYNC_LIGHT
-DEF_COMPACT_PRIORITY = COMPACT_PRIO_SYNC_LIGHT
-INIT_COMPACT_PRIORITY = COMPACT_PRIO_ASYNC
+MIN_COMPACT_PRIORITY = COMPACT_PRIO_SYNC_FULL  # the slow path's other priority names are in slowpath.py
 
 
 class IsolateMigrate(enum.IntEnum):
@@ -1607,51 +1604,6 @@ def alloc_pages_direct_compact(machine: Machine, order: int, alloc_flags: int, a
     return -1, None, result
 
 
-def compaction_made_progress(result: int) -> bool:
-    return result == COMPACT_SUCCESS
-
-
-def compaction_failed(result: int) -> bool:
-    return result == COMPACT_COMPLETE
-
-
-def compaction_needs_reclaim(result: int) -> bool:
-    return result == COMPACT_SKIPPED
-
-
-def compaction_withdrawn(result: int) -> bool:
-    return result in (COMPACT_DEFERRED, COMPACT_CONTENDED, COMPACT_PARTIAL_SKIPPED)
-
-
-def should_compact_retry(machine: Machine, ac: AllocContext, order: int, alloc_flags: int,
-                         compact_result: int, compact_priority: int,
-                         compaction_retries: int) -> tuple[bool, int, int]:
-    """``should_compact_retry()`` (mm/page_alloc.c, v6.1).  The kernel updates the
-    priority and retry count through pointers; here they come back with the verdict:
-    ``(retry, compact_priority, compaction_retries)``."""
-    if not order:
-        return False, compact_priority, compaction_retries
-    if compaction_made_progress(compact_result):
-        compaction_retries += 1
-    check_priority = False
-    if compaction_failed(compact_result) or compaction_withdrawn(compact_result):
-        check_priority = True
-    elif compaction_needs_reclaim(compact_result):
-        return compaction_zonelist_suitable(machine, ac, order, alloc_flags), compact_priority, compaction_retries
-    else:
-        max_retries = MAX_COMPACT_RETRIES
-        if order > PAGE_ALLOC_COSTLY_ORDER:
-            max_retries //= 4
-        if compaction_retries <= max_retries:
-            return True, compact_priority, compaction_retries
-        check_priority = True
-    if check_priority:
-        min_priority = MIN_COMPACT_COSTLY_PRIORITY if order > PAGE_ALLOC_COSTLY_ORDER else MIN_COMPACT_PRIORITY
-        if compact_priority > min_priority:
-            return True, compact_priority - 1, 0
-    return False, compact_priority, compaction_retries
-
-
 # ------------------------------------------------------------------ full compaction
 @attrs.frozen
 class ZoneCompaction:
@@ -1882,7 +1834,6 @@ def kcompactd_run(machine: Machine, now: float, hook: Any = None) -> KcompactdRu
 __all__ = [
     "COMPACT_CLUSTER_MAX",
     "COMPACT_MAX_DEFER_SHIFT",
-    "MAX_COMPACT_RETRIES",
     "CompactControl",
     "CompactMemoryReport",
     "CompactPriority",
@@ -1908,7 +1859,6 @@ __all__ = [
     "isolate_migratepages_block",
     "kcompactd_run",
     "reset_isolation_suitable",
-    "should_compact_retry",
     "try_to_compact_pages",
     "wakeup_kcompactd",
 ]

@@ -164,17 +164,6 @@ class ModuleCompaction:
             return False
         return bool(fn(machine, ac, order, alloc_flags))
 
-    def should_compact_retry(self, machine: Machine, ac: AllocContext, order: int, alloc_flags: int,
-                             result: str, priority: int, retries: int) -> tuple[bool, int, int] | None:
-        """The compaction module's ``should_compact_retry``, or None if it has none."""
-        mod = self._module()
-        fn = getattr(mod, "should_compact_retry", None) if mod is not None else None
-        enum_ = getattr(mod, "CompactResult", None) if mod is not None else None
-        if fn is None or enum_ is None:
-            return None
-        retry, prio, n = fn(machine, ac, order, alloc_flags, enum_[f"COMPACT_{result.upper()}"], priority, retries)
-        return bool(retry), int(prio), int(n)
-
     def seconds(self, machine: Machine) -> float:
         """Direct compaction charges its time to ``machine.stall_seconds``."""
         return float(machine.stall_seconds)
@@ -325,40 +314,30 @@ class FullSlowPath(SlowPath):
 
     def should_compact_retry(self, machine: Machine, ac: AllocContext, order: int, alloc_flags: int,
                              result: str | None, priority: int, retries: int) -> tuple[bool, int, int]:
-        """``should_compact_retry()`` (CONFIG_COMPACTION): returns (retry, priority, retries).
+        """``should_compact_retry()`` (mm/page_alloc.c, v6.1, CONFIG_COMPACTION), the only
+        copy: ``result`` is the seam's name of the last ``compact_result`` (None: order 0,
+        no compaction ran).  The kernel updates the priority and the retry count through
+        pointers; here they come back with the verdict: (retry, priority, retries).
 
-        The compaction module's own version is used when the seam offers one (the kernel
-        keeps this function in page_alloc.c; both follow v6.1 and a test holds them equal).
+        ``COMPACT_SKIPPED`` asks compaction whether reclaim could make some zone suitable
+        (``compaction_zonelist_suitable``, through the seam).
         """
         if not order or result is None:
             return False, priority, retries
-        theirs = getattr(self.compaction, "should_compact_retry", None)
-        if theirs is not None:
-            got = theirs(machine, ac, order, alloc_flags, result, priority, retries)
-            if got is not None:
-                return got
-        return self._should_compact_retry(machine, ac, order, alloc_flags, result, priority, retries)
-
-    def _should_compact_retry(self, machine: Machine, ac: AllocContext, order: int, alloc_flags: int,
-                              result: str, priority: int, retries: int) -> tuple[bool, int, int]:
+        costly_order = order > PAGE_ALLOC_COSTLY_ORDER
         if compaction_made_progress(result):
             retries += 1
-        check_priority = False
-        if compaction_failed(result) or compaction_withdrawn(result):
-            check_priority = True
-        elif compaction_needs_reclaim(result):
+        if compaction_needs_reclaim(result):
+            # skipped for want of order-0 pages: retry only if reclaim looks able to help
             return self.compaction.zonelist_suitable(machine, ac, order, alloc_flags), priority, retries
-        else:
-            max_retries = MAX_COMPACT_RETRIES
-            if order > PAGE_ALLOC_COSTLY_ORDER:
-                max_retries //= 4
+        if not (compaction_failed(result) or compaction_withdrawn(result)):
+            max_retries = MAX_COMPACT_RETRIES // 4 if costly_order else MAX_COMPACT_RETRIES
             if retries <= max_retries:
                 return True, priority, retries
-            check_priority = True
-        if check_priority:
-            min_priority = MIN_COMPACT_COSTLY_PRIORITY if order > PAGE_ALLOC_COSTLY_ORDER else MIN_COMPACT_PRIORITY
-            if priority > min_priority:
-                return True, priority - 1, 0
+        # check_priority: failed, withdrawn or out of retries; go on at a higher priority if allowed
+        min_priority = MIN_COMPACT_COSTLY_PRIORITY if costly_order else MIN_COMPACT_PRIORITY
+        if priority > min_priority:
+            return True, priority - 1, 0
         return False, priority, retries
 
     # ------------------------------------------------------------ the whole thing
