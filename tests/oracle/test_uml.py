@@ -89,7 +89,11 @@ def test_real_kernel_frag_128M(tmp_path: Path) -> None:
     assert migrated > 1000  # frag kept ~5.5 K anon pages scattered over the zone
     assert after.buddyinfo[0].counts[10] > before.buddyinfo[0].counts[10]
     state = import_snapshot(before)
-    assert max(map(abs, state.report.free[0].difference)) < 200
+    # Blocks of order >= 2 are rebuilt from kpageflags almost exactly.  Orders 0 and 1 are
+    # not: a live guest allocates and frees single pages between the reads of buddyinfo and
+    # kpageflags (measured here: 700-2,000 order-0 blocks apart from run to run), which the
+    # import reports with its numbers; the committed fixtures pin the exact figures.
+    assert max(map(abs, state.report.free[0].difference[2:])) < 20
     js = json.loads(out.read_text())
     assert js["real"]["vmstat"]["pgmigrate_success"] == migrated
     assert 0 < js["real"]["compact_seconds"] < 30
