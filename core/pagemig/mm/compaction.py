@@ -88,7 +88,7 @@ from pagemig.mm.migrate import MigrateReason, MigrateResult, migrate_pages, putb
 from pagemig.mm.movable import MigrateMode, isolate_movable_page, putback_movable_page
 from pagemig.mm.owner import Owner
 from pagemig.mm.pages import MAX_ORDER, NR_ORDERS, PAGE_ALLOC_COSTLY_ORDER, PageFlag, PageKind
-from pagemig.mm.reclaim import reclaimable_owner_mask, zone_reclaimable_pages
+from pagemig.mm.reclaim import compact_gap, reclaimable_owner_mask, zone_reclaimable_pages
 from pagemig.mm.vmstat import (
     fragmentation_index,
     fragmentation_score_node,
@@ -362,11 +362,6 @@ def block_start_pfn(pfn: int, order: int) -> int:
 def block_end_pfn(pfn: int, order: int) -> int:
     """``block_end_pfn()``: ``ALIGN(pfn + 1, 1 << order)``."""
     return (pfn + (1 << order)) & ~((1 << order) - 1)
-
-
-def compact_gap(order: int) -> int:
-    """``compact_gap()``: free pages compaction needs beyond the watermark (twice the request)."""
-    return 2 << order
 
 
 # ------------------------------------------------------------------ deferral

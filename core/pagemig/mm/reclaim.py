@@ -104,7 +104,11 @@ ZONE_VMSTAT_NAMES = {ZoneType.DMA: "dma", ZoneType.DMA32: "dma32", ZoneType.NORM
 
 
 def compact_gap(order: int) -> int:
-    """``compact_gap()``: the free pages compaction wants beyond the watermark (twice the request)."""
+    """``compact_gap()``: the free pages compaction wants beyond the watermark (twice the request).
+
+    The kernel has it in include/linux/compaction.h; it is defined here, once, because
+    compaction imports reclaim (``zone_reclaimable_pages``) and reclaim reaches compaction
+    only lazily, and :mod:`pagemig.mm.compaction` re-exports it."""
     return 2 << order
 
 
