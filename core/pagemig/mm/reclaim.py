@@ -735,7 +735,10 @@ def swap_devices(machine: Machine) -> list[SwapDevice]:
     return reclaim_state(machine).swap.devices
 
 
-def _normalise_result(result: Any) -> str:
+def compact_result_name(result: Any) -> str:
+    """A ``compact_result`` as the seams to compaction name it (here and in the slow path):
+    lower case without the prefix, ``CompactResult.COMPACT_PARTIAL_SKIPPED`` ->
+    ``"partial_skipped"``; a name already in that form is returned as it is."""
     name = getattr(result, "name", str(result))
     return name.upper().removeprefix("COMPACT_").lower()
 
@@ -746,7 +749,7 @@ def compaction_suitable(machine: Machine, zone: Zone, order: int, highest_zoneid
     were configured out)."""
     fn = reclaim_state(machine).compaction_suitable
     if fn is not None:
-        return _normalise_result(fn(machine, zone, order, highest_zoneidx))
+        return compact_result_name(fn(machine, zone, order, highest_zoneidx))
     try:
         mod = importlib.import_module("pagemig.mm.compaction")
     except ImportError:
@@ -754,7 +757,7 @@ def compaction_suitable(machine: Machine, zone: Zone, order: int, highest_zoneid
     kfn = getattr(mod, "compaction_suitable", None)
     if kfn is None:
         return None
-    return _normalise_result(kfn(machine, zone, order, 0, highest_zoneidx))
+    return compact_result_name(kfn(machine, zone, order, 0, highest_zoneidx))
 
 
 # --------------------------------------------------------------------------- scan control
@@ -1112,6 +1115,7 @@ __all__ = [
     "SwapSpace",
     "balance_pgdat",
     "compact_gap",
+    "compact_result_name",
     "get_scan_count",
     "pgdat_balanced",
     "reclaim_pages",

@@ -65,6 +65,7 @@ from pagemig.mm.machine import SlowPath
 from pagemig.mm.pages import PAGE_ALLOC_COSTLY_ORDER
 from pagemig.mm.reclaim import (
     MAX_RECLAIM_RETRIES,
+    compact_result_name,
     reclaim_state,
     reclaimable_owner_mask,
     try_to_free_pages,
@@ -119,11 +120,6 @@ class DirectCompaction(Protocol):
     def seconds(self, machine: Machine) -> float: ...
 
 
-def _result_name(result: Any) -> str:
-    name = getattr(result, "name", str(result))
-    return name.upper().removeprefix("COMPACT_").lower()
-
-
 class ModuleCompaction:
     """:class:`DirectCompaction` over :mod:`pagemig.mm.compaction`, looked up on first use
     (so that the slow path works before and without that module: then it behaves
@@ -155,7 +151,7 @@ class ModuleCompaction:
         prio_enum = getattr(mod, "CompactPriority", None)
         p: Any = prio_enum(prio) if prio_enum is not None else prio
         pfn, zone, result = mod.alloc_pages_direct_compact(machine, order, alloc_flags, ac, p)
-        return pfn, zone, _result_name(result)
+        return pfn, zone, compact_result_name(result)
 
     def zonelist_suitable(self, machine: Machine, ac: AllocContext, order: int, alloc_flags: int) -> bool:
         mod = self._module()
