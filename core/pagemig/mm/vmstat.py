@@ -14,7 +14,7 @@ zones; tests feed them hand-worked counts.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING
 
 import attrs
@@ -286,31 +286,28 @@ def render_pagetypeinfo(machine: Machine, migratetypes: int = NR_MIGRATETYPES) -
     return "".join(out)
 
 
-def render_unusable_index(machine: Machine) -> str:
-    """debugfs ``extfrag/unusable_index`` (``unusable_show_print``): ``%d.%03d `` per order."""
+def _render_index_file(machine: Machine, index: Callable[[Sequence[int], int], int],
+                       cell: Callable[[int], str]) -> str:
+    """The debugfs ``extfrag`` files' common shape: a line per populated zone, a cell per
+    order of ``index`` (x1000) of the zone's free-block counts."""
     lines = []
     for zone in populated_zones(machine):
         counts = zone.nr_free_by_order()
-        cells = []
-        for order in range(NR_ORDERS):
-            index = unusable_free_index(counts, order)
-            cells.append(f"{index // 1000}.{index % 1000:03d} ")
-        lines.append(f"Node {NODE_ID}, zone {zone.name:>8s} {''.join(cells)}\n")
+        cells = "".join(cell(index(counts, order)) for order in range(NR_ORDERS))
+        lines.append(f"Node {NODE_ID}, zone {zone.name:>8s} {cells}\n")
     return "".join(lines)
+
+
+def render_unusable_index(machine: Machine) -> str:
+    """debugfs ``extfrag/unusable_index`` (``unusable_show_print``): ``%d.%03d `` per order."""
+    return _render_index_file(machine, unusable_free_index, lambda i: f"{i // 1000}.{i % 1000:03d} ")
 
 
 def render_extfrag_index(machine: Machine) -> str:
     """debugfs ``extfrag/extfrag_index`` (``extfrag_show_print``): ``%2d.%03d `` per order,
     with C's truncating division (so -1000 prints as ``-1.000``)."""
-    lines = []
-    for zone in populated_zones(machine):
-        counts = zone.nr_free_by_order()
-        cells = []
-        for order in range(NR_ORDERS):
-            index = fragmentation_index(counts, order)
-            cells.append(f"{_c_div(index, 1000):2d}.{abs(_c_mod(index, 1000)):03d} ")
-        lines.append(f"Node {NODE_ID}, zone {zone.name:>8s} {''.join(cells)}\n")
-    return "".join(lines)
+    return _render_index_file(machine, fragmentation_index,
+                              lambda i: f"{_c_div(i, 1000):2d}.{abs(_c_mod(i, 1000)):03d} ")
 
 
 def vmstat_items(machine: Machine) -> list[tuple[str, int]]:
