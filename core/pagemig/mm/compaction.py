@@ -1319,26 +1319,23 @@ class _Policies:
         self.machine = machine
         self.hook = hook
 
+    def _answer(self, hook_name: str, cc: CompactControl) -> Any:
+        """A policy hook's firstresult answer; None without a relay or when no plugin answered."""
+        if self.hook is None:
+            return None
+        return getattr(self.hook, hook_name)(machine=self.machine, cc=cc)
+
     def finished(self, cc: CompactControl) -> CompactResult:
-        if self.hook is not None:
-            r = self.hook.pagemig_compaction_finished(machine=self.machine, cc=cc)
-            if r is not None:
-                return CompactResult(r)
-        return compact_finished(self.machine, cc)
+        r = self._answer("pagemig_compaction_finished", cc)
+        return compact_finished(self.machine, cc) if r is None else CompactResult(r)
 
     def isolate_migratepages(self, cc: CompactControl) -> IsolateMigrate:
-        if self.hook is not None:
-            r = self.hook.pagemig_compaction_isolate_migratepages(machine=self.machine, cc=cc)
-            if r is not None:
-                return IsolateMigrate(r)
-        return isolate_migratepages(self.machine, cc)
+        r = self._answer("pagemig_compaction_isolate_migratepages", cc)
+        return isolate_migratepages(self.machine, cc) if r is None else IsolateMigrate(r)
 
     def isolate_freepages(self, cc: CompactControl) -> int:
-        if self.hook is not None:
-            r = self.hook.pagemig_compaction_isolate_freepages(machine=self.machine, cc=cc)
-            if r is not None:
-                return int(r)
-        return isolate_freepages(self.machine, cc)
+        r = self._answer("pagemig_compaction_isolate_freepages", cc)
+        return isolate_freepages(self.machine, cc) if r is None else int(r)
 
     def begin(self, cc: CompactControl) -> None:
         if self.hook is not None:
