@@ -134,6 +134,24 @@ class BalloonHost:
         self.nr_taken -= len(arr)
         self.deflate_requests += 1
 
+    def inflate_one(self, pfn: int) -> None:
+        """A one-PFN inflate request (``virtballoon_migratepage`` tells the host about dst
+        alone): the same checks as :meth:`inflate` without building arrays, because
+        compaction makes one such request per migrated balloon page."""
+        if self.taken[pfn]:
+            raise BalloonProtocolError(f"inflate of pfn {pfn:#x}, which the host already holds")
+        self.taken[pfn] = True
+        self.nr_taken += 1
+        self.inflate_requests += 1
+
+    def deflate_one(self, pfn: int) -> None:
+        """A one-PFN deflate request (src of a balloon page migration)."""
+        if not self.taken[pfn]:
+            raise BalloonProtocolError(f"deflate of pfn {pfn:#x}, which the host does not hold")
+        self.taken[pfn] = False
+        self.nr_taken -= 1
+        self.deflate_requests += 1
+
     def pfns(self) -> np.ndarray:
         return np.flatnonzero(self.taken)
 
@@ -462,10 +480,10 @@ class BalloonDriver(Driver):
         self.pages.add(dst.pfn, BALLOON_TOKEN)
         set_movable(dst, self)
         self._push(dst.pfn)
-        self.host.inflate((dst.pfn,))
+        self.host.inflate_one(dst.pfn)
         self.isolated.discard(src.pfn)
         self.pages.remove(src.pfn)
-        self.host.deflate((src.pfn,))
+        self.host.deflate_one(src.pfn)
         if not self.deflate_on_oom:
             m.zone_of(dst.pfn).managed_pages -= 1
             m.zone_of(src.pfn).managed_pages += 1
