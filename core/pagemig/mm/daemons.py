@@ -104,7 +104,6 @@ class Daemons:
     wakeup_kcompactd: Callable[[Machine, int, int], object] | None = None
     kcompactd_run: Callable[[Machine, float], object] | None = None
     reset_isolation_suitable: Callable[[Machine], None] | None = None
-    last_tick: float = 0.0
 
 
 def daemon_state(machine: Machine) -> Daemons:
@@ -290,7 +289,6 @@ def background_tick(machine: Machine, now: float) -> float:
     machine.kswapd_running = state.kswapd.mode is KswapdMode.RUNNABLE
     if state.kcompactd_run is not None:
         state.kcompactd_run(machine, now)
-    state.last_tick = now
     spent = rs.kswapd_seconds - before
     if runs:
         log.debug("kswapd_ran", runs=runs, seconds=spent, free=sum(z.free_pages for z in machine.zones))

@@ -138,11 +138,6 @@ class ModuleCompaction:
                 self._mod = None
         return self._mod
 
-    @property
-    def available(self) -> bool:
-        mod = self._module()
-        return mod is not None and hasattr(mod, "alloc_pages_direct_compact")
-
     def direct_compact(self, machine: Machine, order: int, alloc_flags: int, ac: AllocContext,
                        prio: int) -> tuple[int, Zone | None, str]:
         mod = self._module()
