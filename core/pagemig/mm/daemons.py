@@ -191,11 +191,16 @@ def _sleep_zoneidx(k: Kswapd, prev: int) -> int:
     return prev if cur == MAX_NR_ZONES else cur
 
 
+def _or_highest_zone(machine: Machine, zoneidx: int) -> int:
+    """``zoneidx``, or the machine's highest zone type when no zone was asked for (``MAX_NR_ZONES``)."""
+    return zoneidx if zoneidx != MAX_NR_ZONES else int(max(z.zone_type for z in machine.zones))
+
+
 def _try_to_sleep(machine: Machine, now: float) -> bool:
     """The first half of ``kswapd_try_to_sleep``: nap if balanced (waking kcompactd).
     Returns True when kswapd went to nap, False when it must work again at once."""
     k = daemon_state(machine).kswapd
-    zoneidx = k.highest_zoneidx if k.highest_zoneidx != MAX_NR_ZONES else max(z.zone_type for z in machine.zones)
+    zoneidx = _or_highest_zone(machine, k.highest_zoneidx)
     if _prepare_kswapd_sleep(machine, k.reclaim_order, zoneidx):
         reset_isolation_suitable(machine)
         wakeup_kcompactd(machine, k.alloc_order, zoneidx)
@@ -212,9 +217,7 @@ def _run_once(machine: Machine) -> None:
     """From kswapd's wake-up to its next ``kswapd_try_to_sleep``: one ``balance_pgdat``."""
     k = daemon_state(machine).kswapd
     alloc_order = k.kswapd_order
-    highest = _sleep_zoneidx(k, k.highest_zoneidx)
-    if highest == MAX_NR_ZONES:
-        highest = int(max(z.zone_type for z in machine.zones))
+    highest = _or_highest_zone(machine, _sleep_zoneidx(k, k.highest_zoneidx))
     k.kswapd_order = 0
     k.kswapd_highest_zoneidx = MAX_NR_ZONES
     reclaim_order, _ = balance_pgdat(machine, alloc_order, highest)
@@ -242,9 +245,7 @@ def kswapd_tick(machine: Machine, now: float) -> int:
             machine.vmstat["kswapd_low_wmark_hit_quickly"] += 1
             k.mode = KswapdMode.RUNNABLE
         elif now >= k.nap_until:
-            zoneidx = k.highest_zoneidx if k.highest_zoneidx != MAX_NR_ZONES else int(
-                max(z.zone_type for z in machine.zones))
-            if _prepare_kswapd_sleep(machine, k.reclaim_order, zoneidx):
+            if _prepare_kswapd_sleep(machine, k.reclaim_order, _or_highest_zone(machine, k.highest_zoneidx)):
                 k.mode = KswapdMode.SLEEPING
             else:
                 machine.vmstat["kswapd_high_wmark_hit_quickly"] += 1
