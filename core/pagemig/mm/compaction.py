@@ -84,7 +84,13 @@ from pagemig.mm.gfp import (
     MigrateType,
     gfp_migratetype,
 )
-from pagemig.mm.migrate import MigrateReason, MigrateResult, migrate_pages, putback_movable_pages
+from pagemig.mm.migrate import (
+    LRU_UNISOLATABLE,
+    MigrateReason,
+    MigrateResult,
+    migrate_pages,
+    putback_movable_pages,
+)
 from pagemig.mm.movable import MigrateMode, isolate_movable_page, putback_movable_page
 from pagemig.mm.owner import Owner
 from pagemig.mm.pages import MAX_ORDER, NR_ORDERS, PAGE_ALLOC_COSTLY_ORDER, PageFlag, PageKind
@@ -115,14 +121,11 @@ KERNEL = int(PageKind.KERNEL)
 BUDDY = int(PageFlag.BUDDY)
 MOVABLE = int(PageFlag.MOVABLE)
 ISOLATED = int(PageFlag.ISOLATED)
-LOCKED = int(PageFlag.LOCKED)
-PINNED = int(PageFlag.PINNED)
 HEAD = int(PageFlag.HEAD)
 TAIL = int(PageFlag.TAIL)
 NOT_ISOLATED_MASK = ~ISOLATED & 0xFF
 MOVABLE_MT = int(MigrateType.MOVABLE)
 CMA_MT = int(MigrateType.CMA)
-LRU_BAD_FLAGS = PINNED | LOCKED | ISOLATED | HEAD | TAIL | BUDDY
 DRV_FLAG_MASK = MOVABLE | ISOLATED | HEAD | TAIL
 
 
@@ -661,7 +664,7 @@ def _classify(machine: Machine, cc: CompactControl, low: int, end: int) -> tuple
         sizes = _EMPTY
         visited = np.ones(n, dtype=bool)
     lru_kind = (kind == ANON) | (kind == FILE) if cc.gfp & Gfp.FS else kind == ANON
-    lru = visited & lru_kind & ((flags & LRU_BAD_FLAGS) == 0)
+    lru = visited & lru_kind & ((flags & LRU_UNISOLATABLE) == 0)
     drv = visited & (kind == DRIVER) & ((flags & DRV_FLAG_MASK) == MOVABLE)
     fail = visited & ~lru & ~drv & ((flags & BUDDY) == 0)
     return visited, lru, drv, fail, special, sizes

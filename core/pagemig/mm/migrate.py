@@ -72,6 +72,8 @@ TAIL = int(PageFlag.TAIL)
 BUDDY = int(PageFlag.BUDDY)
 COMPOUND = HEAD | TAIL
 NOT_ISOLATED_MASK = ~ISOLATED & 0xFF
+# isolate_lru_page() refuses an anon or file page with any of these (compaction's scanner too)
+LRU_UNISOLATABLE = PINNED | LOCKED | ISOLATED | COMPOUND | BUDDY
 
 GetNewPage = Callable[[int], int]
 GetNewPages = Callable[[int], np.ndarray]
@@ -123,7 +125,7 @@ def _lru_isolatable(kind: np.ndarray, flags: np.ndarray) -> np.ndarray:
     """``isolate_lru_page`` rules as a mask: an anon or file page, not pinned (refcount
     above mapcount), not locked, not already isolated, not part of a compound page
     (compaction leaves THPs alone, and migrate_pages here moves base pages only)."""
-    return ((kind == ANON) | (kind == FILE)) & ((flags & (PINNED | LOCKED | ISOLATED | COMPOUND | BUDDY)) == 0)
+    return ((kind == ANON) | (kind == FILE)) & ((flags & LRU_UNISOLATABLE) == 0)
 
 
 def isolate_lru_page(machine: Machine, pfn: int) -> bool:
@@ -131,7 +133,7 @@ def isolate_lru_page(machine: Machine, pfn: int) -> bool:
     pages = machine.pages
     k = pages._kind[pfn]
     f = pages._flags[pfn]
-    if (k != ANON and k != FILE) or f & (PINNED | LOCKED | ISOLATED | COMPOUND | BUDDY):
+    if (k != ANON and k != FILE) or f & LRU_UNISOLATABLE:
         return False
     pages._flags[pfn] = f | ISOLATED
     return True
