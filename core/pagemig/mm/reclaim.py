@@ -806,11 +806,13 @@ def reclaimable_owners(machine: Machine) -> list[Reclaimable]:
     state = reclaim_state(machine)
     n = len(machine.owners)
     if state._owners_seen != n:
-        state._owners = [o for o in machine.owners if o is not None and isinstance(o, Reclaimable)]
+        owners: list[Reclaimable] = []
         mask = np.zeros(1 << 16, dtype=bool)
         for oid, o in enumerate(machine.owners):
             if o is not None and isinstance(o, Reclaimable):
+                owners.append(o)
                 mask[oid] = True
+        state._owners = owners
         state._mask = mask
         state._owners_seen = n
     return state._owners
