@@ -292,8 +292,7 @@ class KcompactdState:
     highest_zoneidx: int = 0
     woken: bool = False  # wakeup_kcompactd found work worth waking for
     proactive_trigger: bool = False  # a write to compaction_proactiveness
-    next_wakeup: float = KCOMPACTD_INTERVAL  # when the sleeping timeout expires
-    timeout: float = KCOMPACTD_INTERVAL
+    next_wakeup: float = KCOMPACTD_INTERVAL  # when the sleeping timeout (500 ms, or 32 s backed off) expires
     runs: int = 0  # kcompactd_do_work calls
     proactive_runs: int = 0  # proactive_compact_node calls
     proactive_deferrals: int = 0  # back-offs because the score did not drop
@@ -1795,8 +1794,7 @@ def kcompactd_run(machine: Machine, now: float, hook: Any = None) -> KcompactdRu
     if st.woken and work_requested and not st.proactive_trigger:
         st.woken = False
         ccs = kcompactd_do_work(machine, hook)
-        st.timeout = KCOMPACTD_INTERVAL
-        st.next_wakeup = now + st.timeout
+        st.next_wakeup = now + KCOMPACTD_INTERVAL
         return KcompactdRun(now, "work", ccs[0].order if ccs else 0, tuple(c.summary() for c in ccs))
     if not machine.sysctl.compaction_proactiveness and not st.proactive_trigger:
         return None  # MAX_SCHEDULE_TIMEOUT: asleep until woken
@@ -1806,10 +1804,9 @@ def kcompactd_run(machine: Machine, now: float, hook: Any = None) -> KcompactdRu
     if work_requested and not st.proactive_trigger:
         order = st.max_order
         ccs = kcompactd_do_work(machine, hook)
-        st.timeout = KCOMPACTD_INTERVAL
-        st.next_wakeup = now + st.timeout
+        st.next_wakeup = now + KCOMPACTD_INTERVAL
         return KcompactdRun(now, "work", order, tuple(c.summary() for c in ccs))
-    st.timeout = KCOMPACTD_INTERVAL
+    timeout = KCOMPACTD_INTERVAL
     run: KcompactdRun | None = None
     if should_proactive_compact_node(machine):
         prev = fragmentation_score_node(machine)
@@ -1818,11 +1815,11 @@ def kcompactd_run(machine: Machine, now: float, hook: Any = None) -> KcompactdRu
         st.proactive_runs += 1
         deferred = score >= prev
         if deferred:
-            st.timeout = KCOMPACTD_INTERVAL * (1 << COMPACT_MAX_DEFER_SHIFT)
+            timeout = KCOMPACTD_INTERVAL * (1 << COMPACT_MAX_DEFER_SHIFT)
             st.proactive_deferrals += 1
         run = KcompactdRun(now, "proactive", -1, tuple(c.summary() for c in ccs), prev, score, deferred)
     st.proactive_trigger = False
-    st.next_wakeup = now + st.timeout
+    st.next_wakeup = now + timeout
     return run
 
 
