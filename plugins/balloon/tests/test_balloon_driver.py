@@ -400,6 +400,21 @@ def test_host_refuses_malformed_requests() -> None:
     assert host.pfns().tolist() == [3] and host.nr_taken == 1
 
 
+def test_one_pfn_requests_follow_the_same_rules_as_batches() -> None:
+    """Balloon migration tells the host about dst and src one PFN each: each call is
+    one request, and the checks of a batch still hold."""
+    host = BalloonHost(1000)
+    host.inflate([5])
+    host.inflate_one(6)
+    with pytest.raises(BalloonProtocolError, match="already holds"):
+        host.inflate_one(6)
+    host.deflate_one(5)
+    with pytest.raises(BalloonProtocolError, match="does not hold"):
+        host.deflate_one(5)
+    assert host.pfns().tolist() == [6] and host.nr_taken == 1
+    assert (host.inflate_requests, host.deflate_requests) == (2, 1)
+
+
 def test_stats_assert_the_host_record(machine: Machine) -> None:
     b = BalloonDriver(machine)
     b.set_target_pages(10)
