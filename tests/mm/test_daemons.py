@@ -158,14 +158,20 @@ def test_a_nap_that_ends_below_high_is_a_high_watermark_hit() -> None:
     assert_consistent(m)
 
 
-def _checkerboard(m: Machine) -> LruOwner:
-    """Every page taken; even pfns page cache, odd kernel memory: reclaim frees order 0 only."""
+def _take_every_free_page(m: Machine) -> np.ndarray:
+    """Every free page of the first zone, straight off the free lists (past the watermarks),
+    as order-0 pages in pfn order; the caller gives them a kind and an owner."""
     zone = m.zones[0]
     got: list[int] = []
     for mt in range(3):
         while (pfn := m.buddy.rmqueue_smallest(zone, 0, mt)) >= 0:
             got.append(pfn)
-    pfns = np.sort(np.asarray(got, dtype=np.int64))
+    return np.sort(np.asarray(got, dtype=np.int64))
+
+
+def _checkerboard(m: Machine) -> LruOwner:
+    """Every page taken; even pfns page cache, odd kernel memory: reclaim frees order 0 only."""
+    pfns = _take_every_free_page(m)
     lru = LruOwner(m, "lru")
     kernel = SimpleOwner(m, "kernel")
     even, odd = pfns[pfns % 2 == 0], pfns[pfns % 2 == 1]
@@ -264,11 +270,7 @@ def test_wakeup_for_a_zone_the_machine_lacks_is_ignored() -> None:
 def test_kswapd_then_real_kcompactd_make_the_order_available() -> None:
     m = small_machine()
     zone = m.zones[0]
-    got: list[int] = []
-    for mt in range(3):
-        while (pfn := m.buddy.rmqueue_smallest(zone, 0, mt)) >= 0:
-            got.append(pfn)
-    pfns = np.sort(np.asarray(got, dtype=np.int64))
+    pfns = _take_every_free_page(m)
     anon, cache = LruOwner(m, "heap"), LruOwner(m, "cache")
     for owner, kind, sel in ((anon, ANON, pfns % 2 == 0), (cache, FILE, pfns % 2 == 1)):
         m.pages.kind[pfns[sel]] = kind
