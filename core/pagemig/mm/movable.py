@@ -95,6 +95,7 @@ class MovableRegistry:
         self.ops_by_owner: dict[int, MovableOperations] = {}
         self.quarantine: set[int] = set()
         self.faults: Counter[tuple[str, str, str]] = Counter()  # (driver, callback, fault)
+        self.migrated: Counter[int] = Counter()  # driver pages moved by their driver, per owner id
         self.on_driver_error = "isolate"
         self.failure: DriverError | None = None
         # (owner, src) of driver pages migrated since the last audit_references(); capped so
@@ -166,6 +167,11 @@ class MovableRegistry:
                 name = getattr(owner, "name", f"owner{owner_id}")
                 self.faults[(name, "migrate_page", DriverFault.KEPT_SRC.value)] += len(stale) - 1
         return found
+
+    def migrated_by_driver(self) -> dict[str, int]:
+        """Driver pages each driver's ``migrate_page`` moved (orphans released need no driver)."""
+        owners = self.machine.owners
+        return {getattr(owners[oid], "name", f"owner{oid}"): n for oid, n in sorted(self.migrated.items())}
 
     def faults_by_kind(self) -> dict[str, int]:
         out: Counter[str] = Counter()
@@ -299,6 +305,7 @@ def migrate_movable_page(machine: Machine, dst_pfn: int, src_pfn: int, mode: Mig
                            "returned MIGRATEPAGE_SUCCESS without set_movable(dst)")
             return -EIO, False
         flags[src_pfn] &= ~(MOVABLE | ISOLATED) & 0xFF
+        registry.migrated[owner_id] += 1
         if len(registry.migrated_since_audit) < AUDIT_CAP:
             registry.migrated_since_audit.append((owner_id, src_pfn))
         return MIGRATEPAGE_SUCCESS, True

@@ -204,6 +204,12 @@ def summary(doc: Mapping[str, Any]) -> RenderableType:
         last = doc["samples"][-1]
         parts += [Text(""), Text("buddyinfo at the end:\n", style="dim")
                   + Text("\n".join(buddyinfo_lines(last["zones"])))]
+    mig = doc.get("migration")
+    if mig and mig["pages"]:
+        drivers = "".join(f"{name} pages {d['mib']:,.1f} MiB, " for name, d in mig["driver_pages"].items())
+        parts += [Text(""), Text.assemble(("migrated over the run: ", "bold"),
+                                          f"{mig['mib']:,.1f} MiB ({mig['pages']:,} pages): {drivers}"
+                                          f"other pages {mig['other_mib']:,.1f} MiB")]
     parts += [Text(""), _vmstat_table(doc["vmstat"])]
     if doc["drivers"]:
         parts += [Text(""), _kv_table("drivers", doc["drivers"])]

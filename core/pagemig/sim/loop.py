@@ -36,6 +36,7 @@ from pagemig.hookspecs import hookimpl
 from pagemig.mm.invariants import check
 from pagemig.mm.machine import Machine
 from pagemig.mm.movable import DriverError
+from pagemig.mm.pages import PAGE_SIZE
 from pagemig.mm.vmstat import vmstat_items
 from pagemig.sim.observe import free_state, pageblock_map, usage_pages
 from pagemig.sim.result import CompactionRecord, RunResult
@@ -371,6 +372,17 @@ class Run:
                        "high": z.wmark_high} for z in m.zones],
         }
 
+    def _migration(self) -> dict[str, Any]:
+        """What migration moved over the whole run: driver pages per driver, and the rest
+        (LRU and other pages the core moves itself), in pages and MiB."""
+        mib = PAGE_SIZE / (1 << 20)
+        total = int(self.machine.vmstat["pgmigrate_success"])
+        by_driver = self.machine.movable.migrated_by_driver()
+        other = total - sum(by_driver.values())
+        return {"pages": total, "mib": round(total * mib, 3),
+                "driver_pages": {k: {"pages": v, "mib": round(v * mib, 3)} for k, v in by_driver.items()},
+                "other_pages": other, "other_mib": round(other * mib, 3)}
+
     def _result(self, checker: dict[str, Any]) -> RunResult:
         plugins = [{"name": r.name, "distribution": r.distribution, "version": r.version, "builtin": r.builtin,
                     "error": r.error} for r in self.host.listing()]
@@ -382,6 +394,7 @@ class Run:
         probes = [p.as_dict() for w in self.workloads.values() for p in w.probes()]
         faults = {"/".join(k): v for k, v in sorted(self.machine.movable.faults.items())}
         return RunResult(
+            migration=self._migration(),
             pagemig_version=__version__,
             plugins=plugins,
             scenario=self.scenario.resolved(),

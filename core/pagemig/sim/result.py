@@ -60,6 +60,7 @@ class RunResult:
     probes: list[dict[str, Any]]
     checker: dict[str, Any]
     driver_faults: dict[str, int]
+    migration: dict[str, Any]
     error: str | None
     timings: dict[str, float]
     maps: dict[str, PageblockMap] = attrs.field(factory=dict, repr=False, eq=False)
@@ -85,6 +86,7 @@ class RunResult:
             "compactions": [c.as_dict() for c in self.compactions],
             "timeline": self.timeline,
             "driver_faults": self.driver_faults,
+            "migration": self.migration,
             "samples": self.samples,
             "timings": self.timings,
         }

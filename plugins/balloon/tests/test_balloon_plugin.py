@@ -126,6 +126,20 @@ def test_seed_balloon_compaction_migrates_balloon_and_other_pages(seed_run: dict
     assert compact["after"]["free_pages_order_ge_pageblock"] >= compact["before"]["free_pages_order_ge_pageblock"]
 
 
+def test_the_run_reports_balloon_and_other_migrations_separately(seed_runs: dict[bool, RunResult]) -> None:
+    """The result's `migration` splits pgmigrate_success into the balloon's pages (the
+    balloon's own balloon_migrate counter, an independent count) and the rest."""
+    for movable, run in seed_runs.items():
+        doc = run.as_dict()
+        mig, vm = doc["migration"], doc["vmstat"]
+        assert mig["pages"] == vm["pgmigrate_success"]
+        balloon = mig["driver_pages"].get("balloon", {"pages": 0, "mib": 0.0})
+        assert balloon["pages"] == vm.get("balloon_migrate", 0)
+        assert (balloon["pages"] > 0) is movable
+        assert mig["other_pages"] == mig["pages"] - balloon["pages"]
+        assert balloon["mib"] == pytest.approx(balloon["pages"] * 4096 / 2**20, abs=1e-3)
+
+
 def test_the_balloon_inflates_into_a_guest_full_of_page_cache(seed_runs: dict[bool, RunResult]) -> None:
     """The seed's world: when `balloon` is typed the build's page cache has filled the
     guest (kswapd is already reclaiming it) and is its largest user, so the balloon's
