@@ -88,6 +88,7 @@ from pagemig.mm.migrate import (
     LRU_UNISOLATABLE,
     MigrateReason,
     MigrateResult,
+    mark_pages_free,
     migrate_pages,
     putback_movable_pages,
 )
@@ -1289,11 +1290,7 @@ def release_freepages(machine: Machine, cc: CompactControl) -> int:
     arr = np.asarray(cc.freepages, dtype=np.int64)
     cc.freepages = []
     cc.nr_freepages = 0
-    pages = machine.pages
-    pages.kind[arr] = FREE
-    pages.flags[arr] = 0
-    pages.owner[arr] = 0
-    pages.private[arr] = 0
+    mark_pages_free(machine.pages, arr)
     buddy = machine.buddy
     pbo = machine.pageblock_order
     zone = cc.zone

@@ -204,16 +204,22 @@ def notify_owners(machine: Machine, src: np.ndarray, dst: np.ndarray) -> None:
         owner.pages_migrated(src[mask], dst[mask])
 
 
+def mark_pages_free(pages: PageArrays, pfns: np.ndarray) -> None:
+    """The columns of pages about to go back to the buddy allocator: kind FREE, no flags,
+    no owner, no private (the token, the content, stays as it was).  The buddy
+    allocator's ``free_one_page``/``free_block_range`` then set the free block's head."""
+    pages.kind[pfns] = FREE
+    pages.flags[pfns] = 0
+    pages.owner[pfns] = 0
+    pages.private[pfns] = 0
+
+
 def free_migrated_sources(machine: Machine, src: np.ndarray) -> None:
     """Free the source pages of a migration: marked free with NumPy, then handed to the
     buddy allocator one by one, since each may merge with its buddies differently."""
     if not len(src):
         return
-    pages = machine.pages
-    pages.kind[src] = FREE
-    pages.flags[src] = 0
-    pages.owner[src] = 0
-    pages.private[src] = 0
+    mark_pages_free(machine.pages, src)
     buddy = machine.buddy
     free_one = buddy.free_one_page
     pb_mt = buddy._pb_mt
@@ -441,6 +447,7 @@ __all__ = [
     "free_migrated_sources",
     "isolate_lru_page",
     "isolate_lru_pages",
+    "mark_pages_free",
     "migrate_pages",
     "move_lru_pages",
     "notify_owners",
