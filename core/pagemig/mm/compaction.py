@@ -91,6 +91,7 @@ from pagemig.mm.migrate import (
     mark_pages_free,
     migrate_pages,
     putback_movable_pages,
+    putback_still_isolated,
 )
 from pagemig.mm.movable import MigrateMode, isolate_movable_page, putback_movable_page
 from pagemig.mm.owner import Owner
@@ -114,7 +115,6 @@ COMPACT_MAX_DEFER_SHIFT = 6  # "Do not skip compaction more than 64 times"
 HPAGE_FRAG_CHECK_INTERVAL_MSEC = 500  # kcompactd's proactive check period
 KCOMPACTD_INTERVAL = HPAGE_FRAG_CHECK_INTERVAL_MSEC / 1000.0
 
-FREE = int(PageKind.FREE)
 ANON = int(PageKind.ANON)
 FILE = int(PageKind.FILE)
 DRIVER = int(PageKind.DRIVER)
@@ -1500,9 +1500,7 @@ def compact_zone(machine: Machine, cc: CompactControl, hook: Any = None) -> Comp
     except BaseException:
         if len(cc.migratepages):
             # only what is still isolated: migrate_pages may have moved or put back some
-            arr = cc.migratepages
-            still = arr[((machine.pages.flags[arr] & ISOLATED) != 0) & (machine.pages.kind[arr] != FREE)]
-            putback_movable_pages(machine, still)
+            putback_still_isolated(machine, cc.migratepages)
             cc.migratepages = _EMPTY
             cc.nr_migratepages = 0
         release_freepages(machine, cc)

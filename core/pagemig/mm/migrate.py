@@ -173,6 +173,14 @@ def putback_movable_pages(machine: Machine, pfns: Iterable[int] | np.ndarray) ->
     putback_lru_pages(machine, arr)
 
 
+def putback_still_isolated(machine: Machine, pfns: np.ndarray) -> None:
+    """After a failure in the middle of a migration: put back those of ``pfns`` that are
+    still isolated (the others were migrated and freed, or already put back)."""
+    pages = machine.pages
+    still = pfns[((pages.flags[pfns] & ISOLATED) != 0) & (pages.kind[pfns] != FREE)]
+    putback_movable_pages(machine, still)
+
+
 # ------------------------------------------------------------------ the core's copy
 def move_lru_pages(machine: Machine, src: np.ndarray, dst: np.ndarray) -> None:
     """Copy isolated LRU pages to their targets, one NumPy operation per column
@@ -425,8 +433,7 @@ def migrate_pages(machine: Machine, pfns: Iterable[int] | np.ndarray, get_new_pa
     except BaseException:
         # a target allocator or an owner raised: finish what was done, put back the rest
         _finish_lru(machine, lru_src, lru_dst)
-        still = arr[((flags[arr] & ISOLATED) != 0) & (kind[arr] != FREE)]
-        putback_movable_pages(machine, still)
+        putback_still_isolated(machine, arr)
         raise
 
     _finish_lru(machine, lru_src, lru_dst)
@@ -453,4 +460,5 @@ __all__ = [
     "notify_owners",
     "putback_lru_pages",
     "putback_movable_pages",
+    "putback_still_isolated",
 ]
