@@ -53,6 +53,12 @@ def headline(doc: Mapping[str, Any]) -> dict[str, Value]:
         rows.update(_free_rows("end: ", end_blocks, pbo))
     if doc["compactions"] and doc["compactions"][-1]["after"]["free_blocks"] != end_blocks:
         rows.update(_free_rows("after last compaction: ", doc["compactions"][-1]["after"]["free_blocks"], pbo))
+    mig = doc.get("migration")
+    if mig is not None:
+        rows["migrated MiB over the run"] = mig["mib"]
+        for name, d in mig["driver_pages"].items():
+            rows[f"migrated MiB: {name} pages"] = d["mib"]
+        rows["migrated MiB: other pages"] = mig["other_mib"]
     vm = doc["vmstat"]
     for k in VMSTAT_HEADLINES:
         rows[f"vmstat {k}"] = vm.get(k, 0)

@@ -377,7 +377,8 @@ class Run:
         (LRU and other pages the core moves itself), in pages and MiB."""
         mib = PAGE_SIZE / (1 << 20)
         total = int(self.machine.vmstat["pgmigrate_success"])
-        by_driver = self.machine.movable.migrated_by_driver()
+        by_driver = {getattr(d, "name", name): 0 for name, d in self.drivers.items()}
+        by_driver.update(self.machine.movable.migrated_by_driver())
         other = total - sum(by_driver.values())
         return {"pages": total, "mib": round(total * mib, 3),
                 "driver_pages": {k: {"pages": v, "mib": round(v * mib, 3)} for k, v in by_driver.items()},
