@@ -154,3 +154,10 @@ def test_shipped_plugins_are_discovered() -> None:
     for name in ("balloon", "zram", "gpu"):
         assert host.records[name].error is None, host.records[name].error
         assert name in drivers, f"plugin {name} registered no driver {name!r}"
+
+
+def test_hook_calls_can_be_traced(site: Path) -> None:
+    proc = _cli(["plugins", "--json"], site, PAGEMIG_TRACE_PLUGINS="1")
+    assert proc.returncode == 0, proc.stderr
+    assert "pagemig_register_drivers" in proc.stderr  # the trace, on stderr
+    json.loads(proc.stdout)  # stdout still holds only the result

@@ -9,13 +9,15 @@ Switches, as pytest and datasette users know them:
 
 * ``PAGEMIG_DISABLE_PLUGIN_AUTOLOAD=1``: load no entry points (built-ins still load);
 * ``PAGEMIG_PLUGINS=a,b``: load only these entry points (empty: none);
-* blocking one plugin: ``pagemig --no-plugin NAME`` or ``PAGEMIG_BLOCK_PLUGINS=a,b``.
+* blocking one plugin: ``pagemig --no-plugin NAME`` or ``PAGEMIG_BLOCK_PLUGINS=a,b``;
+* ``PAGEMIG_TRACE_PLUGINS=1``: every hook call, its arguments and results on stderr.
 """
 
 from __future__ import annotations
 
 import importlib
 import os
+import sys
 from collections.abc import Callable, Iterable
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any, TypeVar
@@ -187,6 +189,10 @@ def get_plugin_host(*, blocked: Iterable[str] = (), extra_plugins: Iterable[tupl
                             error=f"{type(exc).__name__}: {exc}")
                 continue
             record.hooks = _hook_names(pm, plugin)
+    if os.environ.get("PAGEMIG_TRACE_PLUGINS") == "1":
+        # every hook call and its results on stderr, as DATASETTE_TRACE_PLUGINS does
+        pm.trace.root.setwriter(sys.stderr.write)
+        pm.enable_tracing()
     for name, plugin in extra_plugins:
         pm.register(plugin, name=name)
         records[name] = PluginRecord(name=name, module=getattr(plugin, "__name__", name),
