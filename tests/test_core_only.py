@@ -80,3 +80,17 @@ def test_core_tests_pass_without_plugins(core_only: Path) -> None:
                           capture_output=True, text=True, env=_env(), timeout=900, cwd=ROOT, check=False)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     assert " passed" in proc.stdout
+
+
+def test_installed_core_ships_its_data(core_only: Path, tmp_path: Path) -> None:
+    """Package data reaches a non-editable install: the shipped scenarios run and the
+    new-driver templates write a distribution."""
+    run = subprocess.run([str(core_only), "-m", "pagemig.cli", "run", "frag-1g", "--quiet", "--json", "-"],
+                         capture_output=True, text=True, env=_env(), timeout=300, check=False)
+    assert run.returncode == 0, run.stderr[-2000:]
+    doc = json.loads(run.stdout)
+    assert doc["checker"]["ok"] and doc["vmstat"]["pgmigrate_success"] > 0
+    new = subprocess.run([str(core_only), "-m", "pagemig.cli", "new-driver", "camera", "--dir", str(tmp_path / "cam")],
+                         capture_output=True, text=True, env=_env(), timeout=120, check=False)
+    assert new.returncode == 0, new.stderr[-2000:]
+    assert (tmp_path / "cam" / "pyproject.toml").is_file()
