@@ -145,7 +145,7 @@ class Run:
     def __init__(self, scenario: Scenario, host: Any) -> None:
         self.scenario = scenario
         self.host = host
-        self.machine = Machine(scenario.machine.config())
+        self.machine = self._build_machine(scenario)
         self.full_mm = install_full_mm is not None
         if install_full_mm is not None:
             install_full_mm(self.machine)
@@ -371,6 +371,19 @@ class Run:
                        "managed_pages": z.managed_pages, "min": z.wmark_min, "low": z.wmark_low,
                        "high": z.wmark_high} for z in m.zones],
         }
+
+    @staticmethod
+    def _build_machine(scenario: Scenario) -> Machine:
+        """A preset's or explicit zones' machine, or one imported from a real machine's snapshot."""
+        spec = scenario.machine
+        if spec.snapshot is None:
+            return Machine(spec.config())
+        from pagemig.snapshot import machine_from_snapshot
+
+        machine, _ = machine_from_snapshot(spec.snapshot)
+        for name, value in spec.sysctl.items():
+            machine.set_sysctl(name, value)
+        return machine
 
     def _migration(self) -> dict[str, Any]:
         """What migration moved over the whole run: driver pages per driver, and the rest

@@ -231,6 +231,7 @@ class MachineSpec:
     reserved: tuple[tuple[int, int], ...] | None  # explicit (start_pfn, nr_pages) reservations
     pageblock_order: int | None
     sysctl: Mapping[str, int]
+    snapshot: str | None = None  # a snapshot directory: the machine is imported from it
 
     def config(self) -> MachineConfig:
         """The MachineConfig this spec describes."""
@@ -342,6 +343,7 @@ class Scenario:
                 "reserved": None if self.machine.reserved is None else [list(r) for r in self.machine.reserved],
                 "pageblock_order": self.machine.pageblock_order,
                 "sysctl": dict(self.machine.sysctl),
+                "snapshot": self.machine.snapshot,
             },
             "drivers": {d.name: {"plugin": d.plugin, "movable": d.movable, "options": _jsonable(d.options)}
                         for d in self.drivers},
@@ -381,6 +383,8 @@ MACHINE_FIELDS: dict[str, Field] = {
     "zones": Field(lambda v: v, None, "an array of zone tables", "explicit zones instead of a preset"),
     "reserved": Field(lambda v: v, None, "an array of {start, size} tables", "memblock reservations"),
     "pageblock_order": schema.integer(None, "9 (x86-64), 10 (ARM without hugetlb)", minimum=1, maximum=MAX_ORDER),
+    "snapshot": schema.string(None, "a snapshot directory (`pagemig snapshot capture`, or raw /proc files): "
+                                    "start from a real machine's memory instead of a preset"),
 }
 for _name, (_lo, _hi) in SYSCTL_RANGES.items():
     MACHINE_FIELDS[_name] = schema.integer(None, SYSCTL_DOCS[_name], minimum=_lo, maximum=_hi)
@@ -463,6 +467,8 @@ class _Loader:
     def machine(self, table: Any) -> MachineSpec:
         m = self.check(table, MACHINE_FIELDS, "machine")
         sysctl = {k: m[k] for k in SYSCTL_RANGES if m[k] is not None}
+        if m["snapshot"] is not None:
+            return self.snapshot_machine(m, sysctl)
         pbo = m["pageblock_order"]
         zones: tuple[ZoneSpec, ...] | None = None
         if m["zones"] is not None:
@@ -497,6 +503,29 @@ class _Loader:
         reserved = self.reserved(m["reserved"], memory) if m["reserved"] is not None else None
         return MachineSpec(preset=preset, memory=memory, zones=zones, reserved=reserved, pageblock_order=pbo,
                            sysctl=sysctl)
+
+    def snapshot_machine(self, m: Mapping[str, Any], sysctl: Mapping[str, int]) -> MachineSpec:
+        """``machine.snapshot``: the layout comes from the snapshot, so nothing else may give one.
+        The snapshot is read here (not imported) so that a bad directory is a scenario error."""
+        from pagemig.snapshot import SnapshotFormatError, load_snapshot
+
+        for key in ("preset", "memory", "zones", "reserved", "pageblock_order"):
+            if m[key] is not None:
+                raise self.error(f"machine.{key}: the snapshot gives the machine's layout; drop machine.{key} "
+                                 "or machine.snapshot", f"machine.{key}")
+        path = Path(m["snapshot"]).expanduser()
+        if not path.is_absolute() and Path(self.label).is_file():
+            path = Path(self.label).resolve().parent / path
+        if not path.is_dir():
+            raise self.error(f"machine.snapshot = {show_value(m['snapshot'])}: expected a snapshot directory "
+                             f"({path} is not one)", "machine.snapshot")
+        try:
+            snap = load_snapshot(path)
+        except SnapshotFormatError as exc:
+            raise self.error(f"machine.snapshot = {show_value(m['snapshot'])}: {exc}", "machine.snapshot") from None
+        end = max((z.start_pfn or 0) + z.spanned for z in snap.populated_zones)
+        return MachineSpec(preset=None, memory=end * PAGE_SIZE, zones=None, reserved=None, pageblock_order=None,
+                           sysctl=sysctl, snapshot=str(path))
 
     def zones(self, value: Any) -> tuple[ZoneSpec, ...]:
         if not isinstance(value, list) or not value:
