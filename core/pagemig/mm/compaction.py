@@ -234,6 +234,7 @@ class CompactControl:
     # the v5.1+ free-list searches
     search_order: int = -1  # -1: start at order - 1
     fast_search_fail: int = 0
+    fast_found: set[int] = attrs.field(factory=set)  # pageblocks fast_find_migrateblock already chose
     fast_start_pfn: int = 0
 
     def __attrs_post_init__(self) -> None:
@@ -1060,8 +1061,9 @@ def fast_find_migrateblock(machine: Machine, cc: CompactControl) -> int:
                     break
                 nr_scanned += 1
                 if free_pfn < high_pfn:
-                    if skip_bits[free_pfn >> pbo]:
+                    if skip_bits[free_pfn >> pbo] or free_pfn >> pbo in cc.fast_found:
                         continue
+                    cc.fast_found.add(free_pfn >> pbo)
                     _rotate_behind(area, free_pfn)
                     update_fast_start_pfn(cc, free_pfn)
                     pfn = max(pageblock_start_pfn(machine, free_pfn), zone.start_pfn)
@@ -1069,7 +1071,11 @@ def fast_find_migrateblock(machine: Machine, cc: CompactControl) -> int:
                     found = True
                     # v5.x also set the block's skip bit here, which made
                     # isolate_migratepages_block() abandon the very block it had found;
-                    # later kernels dropped it, and so does the simulator
+                    # later kernels dropped it, and so does the simulator.  They mark the
+                    # block skip once it is fully scanned (finish_pageblock) so that it is
+                    # not chosen again; here a run never chooses a block twice
+                    # (cc.fast_found): without that, a block whose pages cannot move
+                    # (a driver answering -EAGAIN) was chosen again and again, for ever.
                     break
         order -= 1
     cc.total_migrate_scanned += nr_scanned
