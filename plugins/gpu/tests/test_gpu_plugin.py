@@ -38,7 +38,7 @@ def test_the_arm_device_runs_with_gpu_and_zram(short_run: dict[str, Any]) -> Non
     assert 0.3 * managed <= g["gpu_pages"] <= 0.35 * managed
     assert g["jobs_submitted"] > 0 and g["pinned_pages"] > 0
     assert short_run["drivers"]["zram"]["num_writes"] > 0
-    assert [p["order"] for p in short_run["probes"]] == [3]
+    assert sorted(p["order"] for p in short_run["probes"]) == [3, 8]  # fork, and the camera's 1 MiB tries
     triggers = [c["trigger"] for c in short_run["compactions"]]
     assert {"zram_compact", "gpu_compact", "compact_memory"} <= set(triggers)
     moved = next(t for t in short_run["timeline"] if t["command"] == "gpu_compact")["result"]["pages_moved"]
