@@ -315,9 +315,7 @@ def vmstat_items(machine: Machine) -> list[tuple[str, int]]:
     first, then the event counters in ``vm_event_item`` order (the compaction, migration
     and swap counters always, at zero if nothing happened), then any other counter a
     module keeps, by name."""
-    values = dict(machine.read_vmstat())
-    # NR_FREE_PAGES from the zones: Machine.free_pages is also the name of a method
-    values["nr_free_pages"] = sum(z.free_pages for z in machine.zones)
+    values = machine.read_vmstat()
     gauges = [(k, int(v)) for k, v in values.items() if k.startswith("nr_")]
     events = {k: int(v) for k, v in values.items() if not k.startswith("nr_")}
     zone_suffixes = [z.name.lower() for z in machine.zones]
