@@ -40,6 +40,18 @@ def test_compare_figure(frag_result, tmp_path: Path) -> None:  # type: ignore[no
     assert p.read_bytes().startswith(PNG) and p.stat().st_size > 10_000
 
 
+def test_compare_figure_names_each_timeline_line(frag_result) -> None:  # type: ignore[no-untyped-def]
+    """Each dotted line marks a timeline command, and says which, on both time axes (as over_time.png)."""
+    doc = frag_result.as_dict()
+    commands = [e["command"] for e in doc["timeline"]]
+    assert commands, "the scenario has a timeline"
+    fig = figures.compare_figure(doc, doc, "a", "b")
+    time_axes = [ax for ax in fig.axes if ax.get_xlabel() == "simulated time (s)"]
+    assert len(time_axes) == 2
+    for ax in time_axes:
+        assert [t.get_text() for t in ax.texts] == commands
+
+
 def test_map_image_colours_what_is_there() -> None:
     """One pageblock full of unmovable kernel pages, one with driver pages, the rest free:
     the cells' colours say so."""

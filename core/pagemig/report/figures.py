@@ -265,7 +265,7 @@ def compare_figure(a: Mapping[str, Any], b: Mapping[str, Any], label_a: str, lab
         ax.set_xlabel("order")
     for ax in (ax3, ax4):
         ax.set_xlabel("simulated time (s)")
-        _mark_timeline(ax, a["timeline"], label=False)
+        _mark_timeline(ax, a["timeline"], label=True)
     for ax in (ax1, ax2, ax3, ax4):
         ax.legend(fontsize=7)
     fig.suptitle(f"{a['scenario']['name']} (seed {a['seed']}): {label_a} vs {label_b}", fontsize=10)
