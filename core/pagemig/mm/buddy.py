@@ -26,34 +26,37 @@ from pagemig.mm.gfp import (
     ALLOC_WMARK_LOW,
     ALLOC_WMARK_MASK,
     FALLBACKS,
+    GFP_MOVABLE_MASK,
+    GFP_ZONEMASK,
+    MIGRATE_MOVABLE,
     MIGRATE_PCPTYPES,
+    MIGRATE_RECLAIMABLE,
+    MIGRATE_UNMOVABLE,
     Gfp,
     MigrateType,
     gfp_migratetype,
     gfp_zone,
 )
-from pagemig.mm.pages import MAX_ORDER, NR_ORDERS, PageFlag, PageKind
+from pagemig.mm.pages import (
+    ANON,
+    BUDDY,
+    FILE,
+    FREE,
+    ISOLATED,
+    MAX_ORDER,
+    MOVABLE,
+    NR_ORDERS,
+    PageFlag,
+    PageKind,
+)
 
 if TYPE_CHECKING:
     from pagemig.mm.machine import Machine
     from pagemig.mm.zone import Zone
 
-BUDDY = int(PageFlag.BUDDY)
-HEAD = int(PageFlag.HEAD)
-TAIL = int(PageFlag.TAIL)
-FREE = int(PageKind.FREE)
-MOVABLE_MT = int(MigrateType.MOVABLE)
-UNMOVABLE_MT = int(MigrateType.UNMOVABLE)
-RECLAIMABLE_MT = int(MigrateType.RECLAIMABLE)
-ISOLATED = int(PageFlag.ISOLATED)
-ANON = int(PageKind.ANON)
-FILE = int(PageKind.FILE)
-MOVABLE_FLAG = int(PageFlag.MOVABLE)
 
 # GFP_ZONE_BAD (include/linux/gfp.h): zone-modifier combinations the kernel BUGs on.
-_ZONE_BITS = int(Gfp.DMA | Gfp.HIGHMEM | Gfp.DMA32 | Gfp.MOVABLE)
 _GFP_ZONE_BAD = frozenset({0x3, 0x5, 0x6, 0x7, 0xB, 0xD, 0xE, 0xF})
-_MOVABLE_MASK = int(Gfp.MOVABLE | Gfp.RECLAIMABLE)
 
 
 @attrs.define(slots=True)
@@ -75,7 +78,7 @@ class BuddyAllocator:
         self.pageblock_order = pageblock_order
         self.pageblock_nr_pages = 1 << pageblock_order
         nr_blocks = (machine.pages.nr_pages + self.pageblock_nr_pages - 1) >> pageblock_order
-        mtb = bytearray([MOVABLE_MT]) * nr_blocks  # memmap_init: every pageblock starts MOVABLE
+        mtb = bytearray([MIGRATE_MOVABLE]) * nr_blocks  # memmap_init: every pageblock starts MOVABLE
         skb = bytearray(nr_blocks)
         self.pageblock_mt = np.frombuffer(mtb, dtype=np.uint8)
         self.pageblock_skip = np.frombuffer(skb, dtype=np.uint8)
@@ -192,7 +195,7 @@ class BuddyAllocator:
         """``can_steal_fallback()``: large blocks, or any block for unmovable/reclaimable requests."""
         if order >= self.pageblock_order:
             return True
-        return order >= self.pageblock_order // 2 or start_mt in (RECLAIMABLE_MT, UNMOVABLE_MT)
+        return order >= self.pageblock_order // 2 or start_mt in (MIGRATE_RECLAIMABLE, MIGRATE_UNMOVABLE)
 
     def find_suitable_fallback(self, zone: Zone, order: int, start_mt: int,
                                only_stealable: bool) -> tuple[int, bool]:
@@ -253,7 +256,7 @@ class BuddyAllocator:
         kind = pages.kind[start:end]
         flags = pages.flags[start:end]
         movable = int(np.count_nonzero(
-            (((kind == ANON) | (kind == FILE)) & ((flags & ISOLATED) == 0)) | ((flags & MOVABLE_FLAG) != 0)
+            (((kind == ANON) | (kind == FILE)) & ((flags & ISOLATED) == 0)) | ((flags & MOVABLE) != 0)
         ))
         return moved, movable
 
@@ -285,9 +288,9 @@ class BuddyAllocator:
             self._move_to_free_list(zone, pfn, start_type)
             return
         free_pages, movable_pages = self.move_freepages_block(zone, pfn, start_type)
-        if start_type == MOVABLE_MT:
+        if start_type == MIGRATE_MOVABLE:
             alike_pages = movable_pages
-        elif old_block_type == MOVABLE_MT:
+        elif old_block_type == MIGRATE_MOVABLE:
             alike_pages = self.pageblock_nr_pages - (free_pages + movable_pages)
         else:
             alike_pages = 0
@@ -321,7 +324,7 @@ class BuddyAllocator:
             current -= 1
         if not found:
             return False
-        if not can_steal and start_mt == MOVABLE_MT and current > order:
+        if not can_steal and start_mt == MIGRATE_MOVABLE and current > order:
             # A movable request that may not steal takes the smallest block instead,
             # so as to break up as little of the other type as possible.
             for current in range(order, NR_ORDERS):
@@ -388,10 +391,10 @@ class BuddyAllocator:
         """
         ac = self._ac_cache.get(gfp)
         if ac is None:
-            if (gfp & _ZONE_BITS) in _GFP_ZONE_BAD:
+            if (gfp & GFP_ZONEMASK) in _GFP_ZONE_BAD:
                 raise ValueError(f"GFP mask {gfp:#x} asks for two zones at once "
                                  "(GFP_ZONE_BAD: only one of __GFP_DMA, __GFP_DMA32, __GFP_HIGHMEM)")
-            if gfp & _MOVABLE_MASK == _MOVABLE_MASK:
+            if gfp & GFP_MOVABLE_MASK == GFP_MOVABLE_MASK:
                 raise ValueError(f"GFP mask {gfp:#x} has both __GFP_MOVABLE and __GFP_RECLAIMABLE")
             highest = gfp_zone(gfp)
             zonelist = [z for z in reversed(self.machine.zones) if z.zone_type <= highest]

@@ -12,7 +12,7 @@ The pieces, by their kernel names:
 * Its phases are pluggy hooks (``pagemig_compaction_*`` in :mod:`pagemig.hookspecs`),
   called per zone run and per batch, never per page.  The kernel's policy lives
   here as plain functions (:func:`compact_finished`, :func:`isolate_migratepages`,
-  :func:`isolate_freepages`) that :mod:`pagemig.mm.compaction_policy` registers
+  :func:`isolate_freepages`) that :mod:`pagemig.compaction_policy` registers
   as the default hook implementations.  ``compact_zone`` calls the hook relay it
   is given (or ``machine.hook``, which a run sets); without one it calls these
   functions directly, so the mm layer works without pluggy.
@@ -79,9 +79,10 @@ from pagemig.mm import costs
 from pagemig.mm.gfp import (
     ALLOC_WMARK_MASK,
     GFP_KERNEL,
+    MIGRATE_CMA,
+    MIGRATE_MOVABLE,
     MIGRATE_PCPTYPES,
     Gfp,
-    MigrateType,
     gfp_migratetype,
 )
 from pagemig.mm.migrate import (
@@ -95,7 +96,21 @@ from pagemig.mm.migrate import (
 )
 from pagemig.mm.movable import MigrateMode, isolate_movable_page, putback_movable_page
 from pagemig.mm.owner import Owner
-from pagemig.mm.pages import MAX_ORDER, NR_ORDERS, PAGE_ALLOC_COSTLY_ORDER, PageFlag, PageKind
+from pagemig.mm.pages import (
+    ANON,
+    BUDDY,
+    DRIVER,
+    FILE,
+    HEAD,
+    ISOLATED,
+    KERNEL,
+    MAX_ORDER,
+    MOVABLE,
+    NOT_ISOLATED_MASK,
+    NR_ORDERS,
+    PAGE_ALLOC_COSTLY_ORDER,
+    TAIL,
+)
 from pagemig.mm.reclaim import compact_gap, reclaimable_owner_mask, zone_reclaimable_pages
 from pagemig.mm.vmstat import (
     fragmentation_index,
@@ -115,18 +130,6 @@ COMPACT_MAX_DEFER_SHIFT = 6  # "Do not skip compaction more than 64 times"
 HPAGE_FRAG_CHECK_INTERVAL_MSEC = 500  # kcompactd's proactive check period
 KCOMPACTD_INTERVAL = HPAGE_FRAG_CHECK_INTERVAL_MSEC / 1000.0
 
-ANON = int(PageKind.ANON)
-FILE = int(PageKind.FILE)
-DRIVER = int(PageKind.DRIVER)
-KERNEL = int(PageKind.KERNEL)
-BUDDY = int(PageFlag.BUDDY)
-MOVABLE = int(PageFlag.MOVABLE)
-ISOLATED = int(PageFlag.ISOLATED)
-HEAD = int(PageFlag.HEAD)
-TAIL = int(PageFlag.TAIL)
-NOT_ISOLATED_MASK = ~ISOLATED & 0xFF
-MOVABLE_MT = int(MigrateType.MOVABLE)
-CMA_MT = int(MigrateType.CMA)
 DRV_FLAG_MASK = MOVABLE | ISOLATED | HEAD | TAIL
 
 
@@ -205,7 +208,7 @@ class CompactControl:
     order: int = attrs.field(default=-1, validator=_check_order)
     mode: MigrateMode = MigrateMode.ASYNC
     gfp: int = int(GFP_KERNEL)
-    migratetype: int = MOVABLE_MT
+    migratetype: int = MIGRATE_MOVABLE
     alloc_flags: int = 0
     highest_zoneidx: int = 0
     whole_zone: bool = False
@@ -440,7 +443,7 @@ def _reset_isolation_pfn(machine: Machine, zone: Zone, pfn: int, check_source: b
     pbo = machine.pageblock_order
     if check_source and check_target and not buddy._pb_skip[pfn >> pbo]:
         return True
-    if not check_source and check_target and buddy._pb_mt[pfn >> pbo] != MOVABLE_MT:
+    if not check_source and check_target and buddy._pb_mt[pfn >> pbo] != MIGRATE_MOVABLE:
         return False
     first = max(pageblock_start_pfn(machine, pfn), zone.start_pfn)
     last = min(pageblock_end_pfn(machine, pfn) - 1, zone.end_pfn - 1)
@@ -607,7 +610,7 @@ def _compact_finished(machine: Machine, cc: CompactControl) -> CompactResult:
         if mt < MIGRATE_PCPTYPES:
             fallback, _ = buddy.find_suitable_fallback(zone, order, mt, True)
             if fallback != -1:
-                if mt == MOVABLE_MT:
+                if mt == MIGRATE_MOVABLE:
                     return COMPACT_SUCCESS  # movable pages are fine in any pageblock
                 if cc.mode == MigrateMode.ASYNC or not cc.migrate_pfn & (machine.pageblock_nr_pages - 1):
                     return COMPACT_SUCCESS
@@ -635,8 +638,8 @@ def suitable_migration_source(machine: Machine, cc: CompactControl, pfn: int) ->
     if cc.mode != MigrateMode.ASYNC or not cc.direct_compaction:
         return True
     block_mt = machine.buddy._pb_mt[pfn >> machine.pageblock_order]
-    if cc.migratetype == MOVABLE_MT:
-        return block_mt in (MOVABLE_MT, CMA_MT)
+    if cc.migratetype == MIGRATE_MOVABLE:
+        return block_mt in (MIGRATE_MOVABLE, MIGRATE_CMA)
     return block_mt == cc.migratetype
 
 
@@ -948,7 +951,7 @@ def fast_isolate_freepages(machine: Machine, cc: CompactControl) -> int:
     nr_isolated = 0
     order = cc.search_order
     while page < 0 and order >= 0:
-        area = zone.free_area[order][MOVABLE_MT]
+        area = zone.free_area[order][MIGRATE_MOVABLE]
         if zone.nr_free(order):
             order_scanned = 0
             high_pfn = 0
@@ -1039,7 +1042,7 @@ def fast_find_migrateblock(machine: Machine, cc: CompactControl) -> int:
         return pfn  # a continuation inside a block
     if cc.order <= PAGE_ALLOC_COSTLY_ORDER:
         return pfn
-    if cc.direct_compaction and cc.migratetype != MOVABLE_MT:
+    if cc.direct_compaction and cc.migratetype != MIGRATE_MOVABLE:
         return pfn
     limit = freelist_scan_limit(cc)
     nr_scanned = 0
@@ -1053,7 +1056,7 @@ def fast_find_migrateblock(machine: Machine, cc: CompactControl) -> int:
     order = cc.order - 1
     while order >= PAGE_ALLOC_COSTLY_ORDER and not found and nr_scanned < limit:
         if zone.nr_free(order):
-            area = zone.free_area[order][MOVABLE_MT]
+            area = zone.free_area[order][MIGRATE_MOVABLE]
             for free_pfn in reversed(area):  # the list walked from its head
                 if nr_scanned >= limit:
                     nr_scanned += 1
@@ -1128,7 +1131,7 @@ def suitable_migration_target(machine: Machine, cc: CompactControl, pfn: int) ->
     if cc.ignore_block_suitable:
         return True
     mt = machine.buddy._pb_mt[pfn >> machine.pageblock_order]
-    return mt in (MOVABLE_MT, CMA_MT)
+    return mt in (MIGRATE_MOVABLE, MIGRATE_CMA)
 
 
 def _take_free_blocks(machine: Machine, cc: CompactControl, heads: list[int], sizes: list[int]) -> None:
@@ -1144,7 +1147,7 @@ def _take_free_blocks(machine: Machine, cc: CompactControl, heads: list[int], si
             # "Set the pageblock if the isolated page is at least half of a pageblock"
             for pfn in range(head, head + size, machine.pageblock_nr_pages):
                 if buddy._pb_mt[pfn >> pbo] < MIGRATE_PCPTYPES:
-                    buddy._pb_mt[pfn >> pbo] = MOVABLE_MT
+                    buddy._pb_mt[pfn >> pbo] = MIGRATE_MOVABLE
     pages = machine.pages
     if len(heads) == 1:
         idx: Any = slice(heads[0], heads[0] + sizes[0])

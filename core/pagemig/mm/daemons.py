@@ -48,7 +48,7 @@ import attrs
 import numpy as np
 import structlog
 
-from pagemig.mm.gfp import Gfp, ZoneType
+from pagemig.mm.gfp import GFP_BIT_DIRECT_RECLAIM, ZoneType
 from pagemig.mm.reclaim import (
     MAX_RECLAIM_RETRIES,
     balance_pgdat,
@@ -62,7 +62,6 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger(__name__)
 
-_DIRECT_RECLAIM = int(Gfp.DIRECT_RECLAIM)
 MAX_NR_ZONES = len(ZoneType)  # "no zone requested yet" (kswapd_highest_zoneidx's reset value)
 KSWAPD_NAP_SECONDS = 0.1  # schedule_timeout(HZ/10) in kswapd_try_to_sleep
 KSWAPD_RUNS_PER_TICK = 4  # balance_pgdat calls one tick may make before yielding to the event loop
@@ -168,7 +167,7 @@ def wakeup_kswapd(machine: Machine, order: int, highest_zoneidx: int, gfp: int =
         return
     if reclaim_state(machine).kswapd_failures >= MAX_RECLAIM_RETRIES or pgdat_balanced(
             machine, order, highest_zoneidx):
-        if not gfp & _DIRECT_RECLAIM:
+        if not gfp & GFP_BIT_DIRECT_RECLAIM:
             wakeup_kcompactd(machine, order, highest_zoneidx)
         return
     k.wakeups += 1

@@ -12,7 +12,7 @@ import bisect
 import operator
 import struct
 from collections import Counter, deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from itertools import islice
 from typing import Any, NoReturn
 
@@ -23,14 +23,29 @@ from pagemig.mm.buddy import AllocContext, BuddyAllocator
 from pagemig.mm.gfp import (
     ALLOC_WMARK_LOW,
     ALLOC_WMARK_MIN,
+    GFP_BIT_COMP,
     NR_MIGRATETYPES,
-    Gfp,
     ZoneType,
     gfp_to_alloc_flags,
 )
 from pagemig.mm.movable import MovableRegistry
 from pagemig.mm.owner import Owner
-from pagemig.mm.pages import MAX_ORDER, NR_ORDERS, PAGE_SIZE, PageArrays, PageFlag, PageKind
+from pagemig.mm.pages import (
+    BUDDY,
+    DRIVER,
+    FREE,
+    HEAD,
+    ISOLATED,
+    MAX_ORDER,
+    NR_ORDERS,
+    PAGE_SIZE,
+    RESERVED,
+    TAIL,
+    PageArrays,
+    PageFlag,
+    PageKind,
+)
+from pagemig.mm.sysctl import Sysctl
 from pagemig.mm.zone import (
     Zone,
     ZoneSpec,
@@ -43,33 +58,12 @@ MiB = 1 << 20
 GiB = 1 << 30
 PAGES_PER_MIB = MiB // PAGE_SIZE
 
-FREE = int(PageKind.FREE)
-DRIVER = int(PageKind.DRIVER)
-RESERVED = int(PageKind.RESERVED)
-ISOLATED = int(PageFlag.ISOLATED)
-BUDDY = int(PageFlag.BUDDY)
-HEAD = int(PageFlag.HEAD)
-TAIL = int(PageFlag.TAIL)
-COMP = int(Gfp.COMP)
 _SPECIAL = ISOLATED | HEAD | TAIL  # flags that send free_pages() off its fast path
 _pack_u16 = struct.Struct("=H").pack  # an owner id as the owner column's bytes
 # Byte patterns for the multi-page paths: zeros of 1, 2 and 4 bytes a page per order
 # (kind/flags, owner, private), and the tail pages' flags of a compound page.
 _ZEROS = [[bytes(width << order) for order in range(MAX_ORDER + 1)] for width in (1, 2, 4)]
 _TAILS = [bytes([TAIL]) * ((1 << order) - 1) for order in range(MAX_ORDER + 1)]
-
-
-@attrs.define
-class Sysctl:
-    """The /proc/sys/vm tunables the simulator honours, named and defaulted as the kernel does."""
-
-    min_free_kbytes: int = 0  # 0 until boot computes it from memory size
-    watermark_scale_factor: int = 10
-    watermark_boost_factor: int = 15000
-    extfrag_threshold: int = 500
-    compaction_proactiveness: int = 20
-    compact_unevictable_allowed: int = 1
-    swappiness: int = 60
 
 
 @attrs.frozen
@@ -173,6 +167,11 @@ class Machine:
         self.slowpath: SlowPath = SlowPath()
         self.vmstat: Counter[str] = Counter()  # event counters, named as /proc/vmstat names them
         self.sysctl = Sysctl(**config.sysctl)
+        # min_free_kbytes_sysctl_handler, watermark_scale_factor_sysctl_handler (mm/page_alloc.c)
+        self._sysctl_handlers: dict[str, list[Callable[[], None]]] = {
+            "min_free_kbytes": [self.setup_watermarks],
+            "watermark_scale_factor": [self.setup_watermarks],
+        }
         self.now = 0.0  # simulated seconds, advanced by the event loop
         self.isolated_batches = 0  # compactions in progress that hold isolated pages
         # What the slow path, reclaim, compaction and the daemons keep here.  They make it on
@@ -219,17 +218,21 @@ class Machine:
         setup_per_zone_lowmem_reserve(self.zones)
 
     def set_sysctl(self, name: str, value: int) -> None:
-        """``echo value > /proc/sys/vm/name``; watermarks follow their tunables at once."""
+        """``echo value > /proc/sys/vm/name``, then the tunable's handlers (its ``proc_handler``):
+        watermarks follow their tunables at once, and whatever else registered reacts."""
         if not hasattr(self.sysctl, name):
             raise KeyError(name)
         setattr(self.sysctl, name, int(value))
-        if name in ("min_free_kbytes", "watermark_scale_factor"):
-            self.setup_watermarks()
-        elif name == "compaction_proactiveness":
-            # as the kernel's sysctl handler does: a raised proactiveness takes effect now
-            from pagemig.mm.compaction import trigger_proactive_compaction
+        for handler in self._sysctl_handlers.get(name, ()):
+            handler()
 
-            trigger_proactive_compaction(self)
+    def register_sysctl_handler(self, name: str, handler: Callable[[], None]) -> None:
+        """Run ``handler`` after every write of tunable ``name``.  Subsystems above the
+        allocator (compaction) register theirs at boot, so that the allocator's machine
+        never imports them."""
+        if not hasattr(self.sysctl, name):
+            raise KeyError(name)
+        self._sysctl_handlers.setdefault(name, []).append(handler)
 
     # ----------------------------------------------------------------- owners
     def register_owner(self, owner: Owner) -> int:
@@ -336,7 +339,7 @@ class Machine:
             pages._owner_b[2 * pfn:2 * end] = _pack_u16(owner) * n
         except (TypeError, ValueError, OverflowError, struct.error) as exc:
             self._undo_alloc(zone, pfn, order, kind, owner, exc)
-        if gfp & COMP:
+        if gfp & GFP_BIT_COMP:
             pages._flags[pfn + 1:end] = _TAILS[order]
             pages._flags[pfn] = HEAD
             pages._private[pfn + 1] = order
@@ -736,4 +739,4 @@ class Machine:
         return out
 
 
-__all__ = ["ALLOC_WMARK_MIN", "GiB", "ImportedOwner", "Machine", "MachineConfig", "MiB", "SlowPath", "Sysctl"]
+__all__ = ["ALLOC_WMARK_MIN", "GiB", "ImportedOwner", "Machine", "MachineConfig", "MiB", "SlowPath"]

@@ -51,7 +51,21 @@ from pagemig.mm.movable import (
     migrate_movable_page,
     putback_movable_page,
 )
-from pagemig.mm.pages import PageArrays, PageFlag, PageKind
+from pagemig.mm.pages import (
+    ANON,
+    BUDDY,
+    DIRTY,
+    DRIVER,
+    FILE,
+    FREE,
+    HEAD,
+    ISOLATED,
+    LOCKED,
+    NOT_ISOLATED_MASK,
+    PINNED,
+    TAIL,
+    PageArrays,
+)
 
 if TYPE_CHECKING:
     from pagemig.mm.machine import Machine
@@ -59,19 +73,7 @@ if TYPE_CHECKING:
 
 MIGRATE_PASSES = 10  # migrate_pages(): "for (pass = 0; pass < 10 && retry; pass++)"
 
-FREE = int(PageKind.FREE)
-ANON = int(PageKind.ANON)
-FILE = int(PageKind.FILE)
-DRIVER = int(PageKind.DRIVER)
-ISOLATED = int(PageFlag.ISOLATED)
-LOCKED = int(PageFlag.LOCKED)
-PINNED = int(PageFlag.PINNED)
-DIRTY = int(PageFlag.DIRTY)
-HEAD = int(PageFlag.HEAD)
-TAIL = int(PageFlag.TAIL)
-BUDDY = int(PageFlag.BUDDY)
 COMPOUND = HEAD | TAIL
-NOT_ISOLATED_MASK = ~ISOLATED & 0xFF
 # isolate_lru_page() refuses an anon or file page with any of these (compaction's scanner too)
 LRU_UNISOLATABLE = PINNED | LOCKED | ISOLATED | COMPOUND | BUDDY
 

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 import numpy as np
 import structlog
 
-from pagemig.mm.pages import Page, PageFlag, PageKind
+from pagemig.mm.pages import DRIVER, ISOLATED, LOCKED, MOVABLE, Page, PageKind
 
 if TYPE_CHECKING:
     from pagemig.mm.machine import Machine
@@ -46,10 +46,6 @@ KNOWN_ERRNOS = frozenset(errno.errorcode)
 
 AUDIT_CAP = 1 << 16  # migrated driver pages remembered between two audit_references() calls
 
-MOVABLE = int(PageFlag.MOVABLE)
-ISOLATED = int(PageFlag.ISOLATED)
-LOCKED = int(PageFlag.LOCKED)
-DRIVER = int(PageKind.DRIVER)
 
 
 class MigrateMode(enum.IntEnum):

@@ -72,6 +72,30 @@ class PageFlag(enum.IntFlag):
     TAIL = 0x80  # a compound tail page
 
 
+# The members as plain ints, defined once here: the allocator's and the scanners' paths
+# compare and mask column bytes with them, and an enum member costs a lookup and a
+# conversion more each time.
+FREE = int(PageKind.FREE)
+ANON = int(PageKind.ANON)
+FILE = int(PageKind.FILE)
+SLAB_UNRECLAIMABLE = int(PageKind.SLAB_UNRECLAIMABLE)
+SLAB_RECLAIMABLE = int(PageKind.SLAB_RECLAIMABLE)
+PAGETABLE = int(PageKind.PAGETABLE)
+KERNEL = int(PageKind.KERNEL)
+DRIVER = int(PageKind.DRIVER)
+RESERVED = int(PageKind.RESERVED)
+
+BUDDY = int(PageFlag.BUDDY)
+MOVABLE = int(PageFlag.MOVABLE)
+ISOLATED = int(PageFlag.ISOLATED)
+LOCKED = int(PageFlag.LOCKED)
+PINNED = int(PageFlag.PINNED)
+DIRTY = int(PageFlag.DIRTY)
+HEAD = int(PageFlag.HEAD)
+TAIL = int(PageFlag.TAIL)
+NOT_ISOLATED_MASK = ~ISOLATED & 0xFF
+
+
 class PageArrays:
     """The columns.  ``x`` is the NumPy view, ``_x`` the memoryview of the same bytes.
 

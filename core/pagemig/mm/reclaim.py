@@ -75,7 +75,7 @@ from pagemig.mm.costs import (
 )
 from pagemig.mm.gfp import GFP_HIGHUSER_MOVABLE, ZoneType
 from pagemig.mm.owner import Owner, PageSet
-from pagemig.mm.pages import PAGE_ALLOC_COSTLY_ORDER, PAGE_SIZE, PageFlag, PageKind
+from pagemig.mm.pages import ANON, DIRTY, FILE, LRU_KINDS, PAGE_ALLOC_COSTLY_ORDER, PAGE_SIZE, PageFlag, PageKind
 from pagemig.mm.zone import SWAP_CLUSTER_MAX
 
 if TYPE_CHECKING:
@@ -91,10 +91,6 @@ SHRINK_BATCH = 128
 MAX_SWAPFILES_SHIFT = 5  # at most 32 swap devices (include/linux/swap.h)
 MAX_SWAPFILES = 1 << MAX_SWAPFILES_SHIFT
 
-ANON = PageKind.ANON
-FILE = PageKind.FILE
-LRU_KINDS = (ANON, FILE)  # the kernel's for_each_evictable_lru order: anon lists first
-DIRTY = int(PageFlag.DIRTY)
 _UNRECLAIMABLE_FLAGS = int(PageFlag.PINNED | PageFlag.ISOLATED | PageFlag.LOCKED | PageFlag.HEAD
                            | PageFlag.TAIL)
 

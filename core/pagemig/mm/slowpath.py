@@ -57,8 +57,14 @@ from pagemig.mm.gfp import (
     ALLOC_HARDER,
     ALLOC_KSWAPD,
     ALLOC_NO_WATERMARKS,
-    Gfp,
-    MigrateType,
+    GFP_BIT_ATOMIC,
+    GFP_BIT_DIRECT_RECLAIM,
+    GFP_BIT_MEMALLOC,
+    GFP_BIT_NOFAIL,
+    GFP_BIT_NOMEMALLOC,
+    GFP_BIT_NORETRY,
+    GFP_BIT_RETRY_MAYFAIL,
+    MIGRATE_MOVABLE,
     gfp_to_alloc_flags,
 )
 from pagemig.mm.machine import SlowPath
@@ -79,14 +85,6 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger(__name__)
 
-_DIRECT_RECLAIM = int(Gfp.DIRECT_RECLAIM)
-_ATOMIC = int(Gfp.ATOMIC)
-_MEMALLOC = int(Gfp.MEMALLOC)
-_NOMEMALLOC = int(Gfp.NOMEMALLOC)
-_NORETRY = int(Gfp.NORETRY)
-_RETRY_MAYFAIL = int(Gfp.RETRY_MAYFAIL)
-_NOFAIL = int(Gfp.NOFAIL)
-_MOVABLE_MT = int(MigrateType.MOVABLE)
 
 # enum compact_priority (include/linux/compaction.h): lower is more thorough
 COMPACT_PRIO_SYNC_FULL = 0
@@ -354,10 +352,10 @@ class FullSlowPath(SlowPath):
     def _slowpath(self, machine: Machine, order: int, ac: AllocContext,
                   trace: SlowPathTrace) -> tuple[int, Zone | None]:
         gfp = int(ac.gfp)
-        can_direct_reclaim = bool(gfp & _DIRECT_RECLAIM)
+        can_direct_reclaim = bool(gfp & GFP_BIT_DIRECT_RECLAIM)
         costly_order = order > PAGE_ALLOC_COSTLY_ORDER
-        if gfp & _ATOMIC and can_direct_reclaim:  # WARN_ON_ONCE: atomic reserves are for atomic context
-            gfp &= ~_ATOMIC
+        if gfp & GFP_BIT_ATOMIC and can_direct_reclaim:  # WARN_ON_ONCE: atomic reserves are for atomic context
+            gfp &= ~GFP_BIT_ATOMIC
         compaction_retries = 0
         no_progress_loops = 0
         compact_priority = DEF_COMPACT_PRIORITY
@@ -365,7 +363,7 @@ class FullSlowPath(SlowPath):
         # PF_MEMALLOC: an allocation made from inside reclaim (a swap device storing a page)
         # may use every reserve, and must not recurse into reclaim
         in_reclaim = reclaim_state(machine).in_reclaim > 0
-        pfmemalloc = bool(gfp & _MEMALLOC or in_reclaim) and not gfp & _NOMEMALLOC
+        pfmemalloc = bool(gfp & GFP_BIT_MEMALLOC or in_reclaim) and not gfp & GFP_BIT_NOMEMALLOC
 
         alloc_flags = self._alloc_flags.get(gfp, -1)
         if alloc_flags < 0:
@@ -382,13 +380,13 @@ class FullSlowPath(SlowPath):
             if pfn >= 0:
                 return pfn, zone
 
-        if (can_direct_reclaim and (costly_order or (order > 0 and ac.migratetype != _MOVABLE_MT))
+        if (can_direct_reclaim and (costly_order or (order > 0 and ac.migratetype != MIGRATE_MOVABLE))
                 and not pfmemalloc):
             pfn, zone, compact_result = self._direct_compact(machine, order, alloc_flags, ac,
                                                              INIT_COMPACT_PRIORITY, trace)
             if pfn >= 0:
                 return pfn, zone
-            if costly_order and gfp & _NORETRY:
+            if costly_order and gfp & GFP_BIT_NORETRY:
                 if compact_result in ("skipped", "deferred"):
                     trace.reason = "noretry"
                     return -1, None
@@ -417,10 +415,10 @@ class FullSlowPath(SlowPath):
             if pfn >= 0:
                 return pfn, zone
 
-            if gfp & _NORETRY:
+            if gfp & GFP_BIT_NORETRY:
                 trace.reason = "noretry"
                 break
-            if costly_order and not gfp & _RETRY_MAYFAIL:
+            if costly_order and not gfp & GFP_BIT_RETRY_MAYFAIL:
                 trace.reason = "costly"
                 break
             retry, no_progress_loops = self.should_reclaim_retry(
@@ -436,7 +434,7 @@ class FullSlowPath(SlowPath):
             trace.reason = "no_progress"
             break
 
-        if gfp & _NOFAIL and can_direct_reclaim:
+        if gfp & GFP_BIT_NOFAIL and can_direct_reclaim:
             # __alloc_pages_cpuset_fallback(ALLOC_HARDER): reserves, but not all of them
             pfn, zone = self._freelist(machine, order, (alloc_flags & ~ALLOC_NO_WATERMARKS) | ALLOC_HARDER,
                                        ac, trace)

@@ -108,9 +108,9 @@ def sample_handler(run: Run, args: Sequence[str]) -> dict[str, Any]:
 
 
 def _sysctl_names() -> list[str]:
-    from pagemig.mm.machine import Sysctl
+    from pagemig.mm.sysctl import SYSCTL_NAMES
 
-    return [a.name for a in attrs.fields(Sysctl)]
+    return list(SYSCTL_NAMES)
 
 
 def _set_validate(args: Sequence[str]) -> None:
@@ -128,9 +128,10 @@ def _set_validate(args: Sequence[str]) -> None:
         value = int(args[1])
     except ValueError:
         raise ValueError(f"expected an integer value for {key}, got {args[1]!r}") from None
-    from pagemig.sim.scenario import SYSCTL_RANGES
+    from pagemig.mm.sysctl import tunable
 
-    lo, hi = SYSCTL_RANGES.get(key, (0, None))
+    t = tunable(key)
+    lo, hi = t.minimum, t.maximum
     if value < lo or (hi is not None and value > hi):
         raise ValueError(f"{key} must be from {lo} to {hi}" if hi is not None else f"{key} must be >= {lo}")
 
