@@ -301,8 +301,10 @@ def install_full_mm(machine: Machine, compaction: DirectCompaction | None = None
     becomes a :class:`~pagemig.mm.slowpath.FullSlowPath`, and the reclaim and daemon
     state is set up.  Returns the slow path (its ``stats`` and ``last`` trace are what
     an allocation probe reads)."""
+    from pagemig.mm.compaction import trigger_proactive_compaction
     from pagemig.mm.slowpath import install_slowpath
 
+    machine.register_sysctl_handler("compaction_proactiveness", lambda: trigger_proactive_compaction(machine))
     reclaim_state(machine)
     daemon_state(machine)
     return install_slowpath(machine, compaction, kswapd_catch_up=kswapd_catch_up)
