@@ -22,8 +22,6 @@ from pagemig.mm.gfp import (
     ALLOC_HARDER,
     ALLOC_HIGH,
     ALLOC_NO_WATERMARKS,
-    ALLOC_WMARK_HIGH,
-    ALLOC_WMARK_LOW,
     ALLOC_WMARK_MASK,
     FALLBACKS,
     GFP_MOVABLE_MASK,
@@ -51,7 +49,7 @@ from pagemig.mm.pages import (
 )
 
 if TYPE_CHECKING:
-    from pagemig.mm.machine import Machine
+    from pagemig.mm.pages import PageArrays
     from pagemig.mm.zone import Zone
 
 
@@ -70,14 +68,14 @@ class AllocContext:
 
 
 class BuddyAllocator:
-    """Free lists and pageblock bits of one machine."""
+    """Free lists and pageblock bits of one machine: its page columns and zones (lowest first)."""
 
-    def __init__(self, machine: Machine, pageblock_order: int) -> None:
-        self.machine = machine
-        self.pages = machine.pages
+    def __init__(self, pages: PageArrays, zones: list[Zone], pageblock_order: int) -> None:
+        self.pages = pages
+        self.zones = zones
         self.pageblock_order = pageblock_order
         self.pageblock_nr_pages = 1 << pageblock_order
-        nr_blocks = (machine.pages.nr_pages + self.pageblock_nr_pages - 1) >> pageblock_order
+        nr_blocks = (pages.nr_pages + self.pageblock_nr_pages - 1) >> pageblock_order
         mtb = bytearray([MIGRATE_MOVABLE]) * nr_blocks  # memmap_init: every pageblock starts MOVABLE
         skb = bytearray(nr_blocks)
         self.pageblock_mt = np.frombuffer(mtb, dtype=np.uint8)
@@ -90,7 +88,7 @@ class BuddyAllocator:
         # page_zone() for the free path: the zone of each pageblock, None where a zone boundary
         # cuts a pageblock (then zone_of() looks it up).  One list slot per pageblock.
         self._block_zone: list[Zone | None] = [None] * nr_blocks
-        for zone in machine.zones:
+        for zone in zones:
             first = -(-zone.start_pfn >> pageblock_order)  # first pageblock wholly inside
             last = zone.end_pfn >> pageblock_order  # one past the last wholly inside
             self._block_zone[first:last] = [zone] * max(0, last - first)
@@ -371,16 +369,6 @@ class BuddyAllocator:
                 return True
         return False
 
-    def wmark_for(self, zone: Zone, alloc_flags: int) -> int:
-        which = alloc_flags & ALLOC_WMARK_MASK
-        if which == ALLOC_WMARK_HIGH:
-            base = zone.wmark_high
-        elif which == ALLOC_WMARK_LOW:
-            base = zone.wmark_low
-        else:
-            base = zone.wmark_min
-        return base + zone.watermark_boost
-
     # ----------------------------------------------------------------- the fast path
     def alloc_context(self, gfp: int) -> AllocContext:
         """``prepare_alloc_pages()``: zone, migratetype and zonelist of a GFP mask, cached per mask.
@@ -397,9 +385,9 @@ class BuddyAllocator:
             if gfp & GFP_MOVABLE_MASK == GFP_MOVABLE_MASK:
                 raise ValueError(f"GFP mask {gfp:#x} has both __GFP_MOVABLE and __GFP_RECLAIMABLE")
             highest = gfp_zone(gfp)
-            zonelist = [z for z in reversed(self.machine.zones) if z.zone_type <= highest]
+            zonelist = [z for z in reversed(self.zones) if z.zone_type <= highest]
             if not zonelist:  # a request for a zone this machine lacks uses the lowest one it has
-                zonelist = [self.machine.zones[0]]
+                zonelist = [self.zones[0]]
             ac = AllocContext(gfp, gfp_migratetype(gfp), int(highest), zonelist)
             self._ac_cache[gfp] = ac
         return ac
@@ -414,7 +402,7 @@ class BuddyAllocator:
         no_wmarks = alloc_flags & ALLOC_NO_WATERMARKS
         for zone in ac.zonelist:
             if not no_wmarks:
-                mark = self.wmark_for(zone, alloc_flags)
+                mark = zone.wmark_pages(alloc_flags & ALLOC_WMARK_MASK)
                 # zone_watermark_fast(): the order-0 check without walking the free lists
                 if order == 0 and not alloc_flags & (ALLOC_HIGH | ALLOC_HARDER):
                     if zone.free_pages <= mark + zone.lowmem_reserve[ac.highest_zoneidx]:
@@ -431,7 +419,7 @@ class BuddyAllocator:
             zone = self._block_zone[pfn >> self.pageblock_order]
             if zone is not None:
                 return zone
-        for zone in self.machine.zones:
+        for zone in self.zones:
             if zone.start_pfn <= pfn < zone.end_pfn:
                 return zone
         raise ValueError(f"pfn {pfn:#x} lies in no zone")

@@ -85,6 +85,7 @@ from pagemig.mm.gfp import (
     Gfp,
     gfp_migratetype,
 )
+from pagemig.mm.lru import reclaimable_owner_mask, zone_reclaimable_pages
 from pagemig.mm.migrate import (
     LRU_UNISOLATABLE,
     MigrateReason,
@@ -95,6 +96,7 @@ from pagemig.mm.migrate import (
     putback_still_isolated,
 )
 from pagemig.mm.movable import MigrateMode, isolate_movable_page, putback_movable_page
+from pagemig.mm.node import KCOMPACTD_INTERVAL, CompactionState
 from pagemig.mm.owner import Owner
 from pagemig.mm.pages import (
     ANON,
@@ -111,12 +113,12 @@ from pagemig.mm.pages import (
     PAGE_ALLOC_COSTLY_ORDER,
     TAIL,
 )
-from pagemig.mm.reclaim import compact_gap, reclaimable_owner_mask, zone_reclaimable_pages
 from pagemig.mm.vmstat import (
     fragmentation_index,
     fragmentation_score_node,
     fragmentation_score_zone,
 )
+from pagemig.mm.zone import reset_cached_positions
 
 if TYPE_CHECKING:
     from pagemig.mm.buddy import AllocContext
@@ -127,8 +129,6 @@ log = structlog.get_logger(__name__)
 
 COMPACT_CLUSTER_MAX = 32  # SWAP_CLUSTER_MAX: pages isolated per batch
 COMPACT_MAX_DEFER_SHIFT = 6  # "Do not skip compaction more than 64 times"
-HPAGE_FRAG_CHECK_INTERVAL_MSEC = 500  # kcompactd's proactive check period
-KCOMPACTD_INTERVAL = HPAGE_FRAG_CHECK_INTERVAL_MSEC / 1000.0
 
 DRV_FLAG_MASK = MOVABLE | ISOLATED | HEAD | TAIL
 
@@ -159,18 +159,52 @@ COMPACT_CONTENDED = CompactResult.COMPACT_CONTENDED
 COMPACT_SUCCESS = CompactResult.COMPACT_SUCCESS
 
 
+def compaction_made_progress(result: CompactResult) -> bool:
+    """``compaction_made_progress()``: compaction expects the allocation to succeed."""
+    return result == COMPACT_SUCCESS
+
+
+def compaction_failed(result: CompactResult) -> bool:
+    """``compaction_failed()``: the whole zone was scanned without success."""
+    return result == COMPACT_COMPLETE
+
+
+def compaction_needs_reclaim(result: CompactResult) -> bool:
+    """``compaction_needs_reclaim()``: skipped for want of free pages."""
+    return result == COMPACT_SKIPPED
+
+
+def compaction_withdrawn(result: CompactResult) -> bool:
+    """``compaction_withdrawn()``: deferred, contended, or only part of the zone scanned."""
+    return result in (COMPACT_DEFERRED, COMPACT_CONTENDED, COMPACT_PARTIAL_SKIPPED)
+
+
 class CompactPriority(enum.IntEnum):
-    """``enum compact_priority``: lower is more thorough."""
+    """``enum compact_priority`` (include/linux/compaction.h): lower is more thorough.
+    The aliases are the kernel's, members of the same values."""
 
     COMPACT_PRIO_SYNC_FULL = 0
+    MIN_COMPACT_PRIORITY = 0
     COMPACT_PRIO_SYNC_LIGHT = 1
+    MIN_COMPACT_COSTLY_PRIORITY = 1
+    DEF_COMPACT_PRIORITY = 1
     COMPACT_PRIO_ASYNC = 2
+    INIT_COMPACT_PRIORITY = 2
 
 
 COMPACT_PRIO_SYNC_FULL = CompactPriority.COMPACT_PRIO_SYNC_FULL
+MIN_COMPACT_PRIORITY = CompactPriority.MIN_COMPACT_PRIORITY
 COMPACT_PRIO_SYNC_LIGHT = CompactPriority.COMPACT_PRIO_SYNC_LIGHT
+MIN_COMPACT_COSTLY_PRIORITY = CompactPriority.MIN_COMPACT_COSTLY_PRIORITY
+DEF_COMPACT_PRIORITY = CompactPriority.DEF_COMPACT_PRIORITY
 COMPACT_PRIO_ASYNC = CompactPriority.COMPACT_PRIO_ASYNC
-MIN_COMPACT_PRIORITY = COMPACT_PRIO_SYNC_FULL  # the slow path's other priority names are in slowpath.py
+INIT_COMPACT_PRIORITY = CompactPriority.INIT_COMPACT_PRIORITY
+
+
+def compact_gap(order: int) -> int:
+    """``compact_gap()`` (include/linux/compaction.h): the free pages compaction wants beyond
+    the watermark, twice the request (migration needs targets while the sources are held)."""
+    return 2 << order
 
 
 class IsolateMigrate(enum.IntEnum):
@@ -289,50 +323,21 @@ class CompactionTargets(Owner):
         return pfns, np.zeros(len(pfns), dtype=np.uint64)
 
 
-@attrs.define(eq=False)
-class KcompactdState:
-    """The node's kcompactd (``pgdat->kcompactd_*``) as the event loop drives it."""
-
-    max_order: int = 0
-    highest_zoneidx: int = 0
-    woken: bool = False  # wakeup_kcompactd found work worth waking for
-    proactive_trigger: bool = False  # a write to compaction_proactiveness
-    next_wakeup: float = KCOMPACTD_INTERVAL  # when the sleeping timeout (500 ms, or 32 s backed off) expires
-    runs: int = 0  # kcompactd_do_work calls
-    proactive_runs: int = 0  # proactive_compact_node calls
-    proactive_deferrals: int = 0  # back-offs because the score did not drop
-
-
-@attrs.define(eq=False)
-class CompactionState:
-    """Compaction's per-machine state, kept as ``machine.compaction``."""
-
-    targets: CompactionTargets | None = None
-    active: list[CompactControl] = attrs.field(factory=list)
-    # zone->compact_init_{migrate,free}_pfn by zone index: set by __reset_isolation_suitable,
-    # zero until then (the kernel's zeroed struct zone)
-    init_migrate_pfn: list[int] = attrs.field(factory=list)
-    init_free_pfn: list[int] = attrs.field(factory=list)
-    kcompactd: KcompactdState = attrs.field(factory=KcompactdState)
-    # simulated time spent, by who compacted (direct compaction's also goes on the
-    # allocation's clock, machine.stall_seconds)
-    direct_seconds: float = 0.0
-    kcompactd_seconds: float = 0.0  # woken for an order, and proactive
-    full_seconds: float = 0.0  # compact_memory
-
-
 def compaction_state(machine: Machine) -> CompactionState:
-    """The machine's compaction state, made (and its target owner registered) on first use."""
-    state: CompactionState | None = machine.compaction
-    if state is None:
-        state = CompactionState()
+    """The machine's compaction state, with the owner of isolated targets registered on
+    first use (:mod:`pagemig.mm.node` says why then)."""
+    state = machine.compaction
+    if state.targets is None:
         state.targets = CompactionTargets(state)
         machine.register_owner(state.targets)
-        state.init_migrate_pfn = [0] * len(machine.zones)
-        state.init_free_pfn = [0] * len(machine.zones)
-        state.kcompactd.highest_zoneidx = int(machine.zones[-1].zone_type)
-        machine.compaction = state
     return state
+
+
+def _targets_owner_id(machine: Machine) -> int:
+    """The owner id that isolated free targets carry."""
+    targets = compaction_state(machine).targets
+    assert targets is not None  # compaction_state registered it
+    return targets.owner_id
 
 
 def add_stall(machine: Machine, seconds: float) -> None:
@@ -341,8 +346,8 @@ def add_stall(machine: Machine, seconds: float) -> None:
 
 
 def kswapd_is_running(machine: Machine) -> bool:
-    """``kswapd_is_running()``: the reclaim side sets ``machine.kswapd_running`` while kswapd works."""
-    return bool(machine.kswapd_running)
+    """``kswapd_is_running()``: kswapd sets ``machine.kswapd.running`` while it works."""
+    return machine.kswapd.running
 
 
 def _count(machine: Machine, cc: CompactControl, name: str, n: int) -> None:
@@ -462,7 +467,6 @@ def reset_isolation_suitable_zone(machine: Machine, zone: Zone) -> None:
     """``__reset_isolation_suitable()``: walk the zone from both ends at once, clearing
     skip bits where a block can serve as source or target, and restart the scanners
     at the outermost such blocks."""
-    state = compaction_state(machine)
     nr = machine.pageblock_nr_pages
     migrate_pfn = zone.start_pfn
     free_pfn = zone.end_pfn - 1
@@ -475,12 +479,12 @@ def reset_isolation_suitable_zone(machine: Machine, zone: Zone) -> None:
         if _reset_isolation_pfn(machine, zone, migrate_pfn, True, source_set) and migrate_pfn < reset_migrate:
             source_set = True
             reset_migrate = migrate_pfn
-            state.init_migrate_pfn[zone.index] = reset_migrate
+            zone.compact_init_migrate_pfn = reset_migrate
             zone.compact_cached_migrate_pfn = [reset_migrate, reset_migrate]
         if _reset_isolation_pfn(machine, zone, free_pfn, free_set, True) and free_pfn > reset_free:
             free_set = True
             reset_free = free_pfn
-            state.init_free_pfn[zone.index] = reset_free
+            zone.compact_init_free_pfn = reset_free
             zone.compact_cached_free_pfn = reset_free
         migrate_pfn += nr
         free_pfn -= nr
@@ -495,13 +499,6 @@ def reset_isolation_suitable(machine: Machine) -> None:
     for zone in machine.zones:
         if zone.present_pages and zone.compact_blockskip_flush:
             reset_isolation_suitable_zone(machine, zone)
-
-
-def reset_cached_positions(machine: Machine, zone: Zone) -> None:
-    """``reset_cached_positions()``: migrate scanner to the zone start, free scanner to
-    the start of the zone's last pageblock."""
-    zone.compact_cached_migrate_pfn = [zone.start_pfn, zone.start_pfn]
-    zone.compact_cached_free_pfn = pageblock_start_pfn(machine, zone.end_pfn - 1)
 
 
 def update_cached_migrate(machine: Machine, cc: CompactControl, pfn: int) -> None:
@@ -526,12 +523,6 @@ def update_pageblock_skip(machine: Machine, cc: CompactControl, pfn: int) -> Non
 
 
 # ------------------------------------------------------------------ suitability
-def _wmark_pages(zone: Zone, alloc_flags: int) -> int:
-    which = alloc_flags & ALLOC_WMARK_MASK
-    base = (zone.wmark_min, zone.wmark_low, zone.wmark_high)[which] if which < 3 else zone.wmark_min
-    return base + zone.watermark_boost
-
-
 def _compaction_suitable(machine: Machine, zone: Zone, order: int, alloc_flags: int,
                          highest_zoneidx: int, wmark_target: int) -> CompactResult:
     """``__compaction_suitable()``: already allocatable -> SUCCESS; too few free pages
@@ -539,7 +530,8 @@ def _compaction_suitable(machine: Machine, zone: Zone, order: int, alloc_flags: 
     if order == -1:
         return COMPACT_CONTINUE
     buddy = machine.buddy
-    if buddy.zone_watermark_ok(zone, order, _wmark_pages(zone, alloc_flags), highest_zoneidx, alloc_flags):
+    mark = zone.wmark_pages(alloc_flags & ALLOC_WMARK_MASK)
+    if buddy.zone_watermark_ok(zone, order, mark, highest_zoneidx, alloc_flags):
         return COMPACT_SUCCESS
     watermark = zone.wmark_low if order > PAGE_ALLOC_COSTLY_ORDER else zone.wmark_min
     watermark += compact_gap(order)
@@ -568,7 +560,7 @@ def compaction_suitable(machine: Machine, zone: Zone, order: int, alloc_flags: i
 def compaction_zonelist_suitable(machine: Machine, ac: AllocContext, order: int, alloc_flags: int) -> bool:
     """``compaction_zonelist_suitable()``: would some zone pass the watermark test if
     reclaim freed a share (``1/order``) of its reclaimable pages?  What is reclaimable
-    is vmscan's answer (:func:`pagemig.mm.reclaim.zone_reclaimable_pages`): LRU pages of
+    is vmscan's answer (:func:`pagemig.mm.lru.zone_reclaimable_pages`): LRU pages of
     owners reclaim can shrink, anon ones only while swap has room."""
     mask = reclaimable_owner_mask(machine)
     for zone in ac.zonelist:
@@ -588,7 +580,7 @@ def compact_scanners_met(machine: Machine, cc: CompactControl) -> bool:
 def _compact_finished(machine: Machine, cc: CompactControl) -> CompactResult:
     zone = cc.zone
     if compact_scanners_met(machine, cc):
-        reset_cached_positions(machine, zone)
+        reset_cached_positions(zone)
         if cc.direct_compaction:
             zone.compact_blockskip_flush = True
         return COMPACT_COMPLETE if cc.whole_zone else COMPACT_PARTIAL_SKIPPED
@@ -933,11 +925,11 @@ def fast_isolate_freepages(machine: Machine, cc: CompactControl) -> int:
     if cc.order <= 0:
         return cc.free_pfn
     zone = cc.zone
-    state = compaction_state(machine)
+    compaction_state(machine)
     nr_pb = machine.pageblock_nr_pages
     limit = max(1, freelist_scan_limit(cc) >> 1)
     scan_start = False
-    if cc.free_pfn >= state.init_free_pfn[zone.index]:
+    if cc.free_pfn >= zone.compact_init_free_pfn:
         limit = nr_pb >> 1
         scan_start = True
     distance = cc.free_pfn - cc.migrate_pfn
@@ -1158,7 +1150,7 @@ def _take_free_blocks(machine: Machine, cc: CompactControl, heads: list[int], si
         offs = np.cumsum(s) - s
         idx = np.repeat(h - offs, s) + np.arange(int(s.sum()))
         pfns = idx.tolist()
-    owner_id = compaction_state(machine).targets.owner_id  # type: ignore[union-attr]
+    owner_id = _targets_owner_id(machine)
     pages.kind[idx] = KERNEL
     pages.owner[idx] = owner_id
     pages.flags[idx] = ISOLATED
@@ -1361,7 +1353,7 @@ class _Policies:
 def _target_marking(machine: Machine, pfn: int) -> None:
     pages = machine.pages
     pages._kind[pfn] = KERNEL
-    pages._owner[pfn] = compaction_state(machine).targets.owner_id  # type: ignore[union-attr]
+    pages._owner[pfn] = _targets_owner_id(machine)
     pages._flags[pfn] = ISOLATED
     pages._private[pfn] = 0
     pages._token[pfn] = 0
@@ -1461,7 +1453,7 @@ def compact_zone(machine: Machine, cc: CompactControl, hook: Any = None) -> Comp
         if not start_pfn <= cc.migrate_pfn < end_pfn:
             cc.migrate_pfn = start_pfn
             zone.compact_cached_migrate_pfn = [start_pfn, start_pfn]
-        if cc.migrate_pfn <= state.init_migrate_pfn[zone.index]:
+        if cc.migrate_pfn <= zone.compact_init_migrate_pfn:
             cc.whole_zone = True
     last_migrated_pfn = 0
     update_cached = not sync and zone.compact_cached_migrate_pfn[0] == zone.compact_cached_migrate_pfn[1]
@@ -1550,8 +1542,7 @@ def compact_zone_order(machine: Machine, zone: Zone, order: int, gfp: int, prio:
 
 
 def _in_compaction(machine: Machine) -> bool:
-    state: CompactionState | None = machine.compaction
-    return bool(state is not None and state.active)
+    return bool(machine.compaction.active)
 
 
 def try_to_compact_pages(machine: Machine, gfp: int, order: int, alloc_flags: int, ac: AllocContext,

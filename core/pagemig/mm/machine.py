@@ -1,14 +1,20 @@
-"""The simulated machine: one node's memory, zones, buddy allocator, owners and counters.
+"""The simulated machine: one node's memory, zones, buddy allocator, owners and counters
+(the allocator's entry points of mm/page_alloc.c, v6.1, and the node they work on).
 
 ``Machine`` is the mm layer's public face.  Drivers and workloads allocate and free
 through it; the slow path (reclaim, compaction) plugs in through :class:`SlowPath`
 so that the allocator itself knows nothing of them, as ``get_page_from_freelist``
-knows nothing of ``__alloc_pages_slowpath``.
+knows nothing of ``__alloc_pages_slowpath``.  :func:`pagemig.mm.mm_init.boot` builds
+the complete kernel; ``Machine(config)`` alone is the page allocator.
+
+The machine owns the node's state that reclaim, the daemons and compaction work on
+(:mod:`pagemig.mm.node`), the swap space and the shrinker list (the kernel's
+``swap_info[]`` and ``shrinker_list``), all built here, so that every module of mm
+that acts on them sits above this one and the arrows point one way.
 """
 
 from __future__ import annotations
 
-import bisect
 import operator
 import struct
 from collections import Counter, deque
@@ -29,6 +35,7 @@ from pagemig.mm.gfp import (
     gfp_to_alloc_flags,
 )
 from pagemig.mm.movable import MovableRegistry
+from pagemig.mm.node import CompactionState, Kcompactd, Kswapd, ReclaimState
 from pagemig.mm.owner import Owner
 from pagemig.mm.pages import (
     BUDDY,
@@ -45,11 +52,14 @@ from pagemig.mm.pages import (
     PageFlag,
     PageKind,
 )
+from pagemig.mm.shrinker import Shrinker
+from pagemig.mm.swap import SwapSpace
 from pagemig.mm.sysctl import Sysctl
 from pagemig.mm.zone import (
     Zone,
     ZoneSpec,
     min_free_kbytes_for,
+    reset_cached_positions,
     setup_per_zone_lowmem_reserve,
     setup_per_zone_wmarks,
 )
@@ -151,16 +161,22 @@ class ImportedOwner(Owner):
 
 
 class Machine:
-    """One node of simulated memory."""
+    """One node of simulated memory.
+
+    Built alone, it is the page allocator: its slow path only retries at the min
+    watermark (:class:`SlowPath`), nothing wakes kswapd, nothing compacts; what the
+    allocator's unit tests and the benchmarks want.  :func:`pagemig.mm.mm_init.boot`
+    makes the complete kernel.
+    """
 
     def __init__(self, config: MachineConfig) -> None:
         self.config = config
         nr = config.nr_pages
         self.pages = PageArrays(nr)
         self.pages.kind[:] = RESERVED
-        self.zones = [Zone(spec, i) for i, spec in enumerate(sorted(config.zones, key=lambda s: s.start_pfn))]
-        self._zone_starts = [z.start_pfn for z in self.zones]
-        self.buddy = BuddyAllocator(self, config.pageblock_order)
+        self.zones = [Zone(spec, i, config.pageblock_order)
+                      for i, spec in enumerate(sorted(config.zones, key=lambda s: s.start_pfn))]
+        self.buddy = BuddyAllocator(self.pages, self.zones, config.pageblock_order)
         self.pageblock_order = config.pageblock_order
         self.owners: list[Owner | None] = [None]  # id 0: nobody
         self.movable = MovableRegistry(self)
@@ -174,15 +190,17 @@ class Machine:
         }
         self.now = 0.0  # simulated seconds, advanced by the event loop
         self.isolated_batches = 0  # compactions in progress that hold isolated pages
-        # What the slow path, reclaim, compaction and the daemons keep here.  They make it on
-        # first use, so the bare allocator works without them (tests, benchmarks, embedders).
-        self.hook: Any = None  # the plugin host's hook relay: compaction's policy hooks (set by a run)
+        # The plugin host's hook relay, where compaction finds its policy hooks (set by a run).
+        # Any: a pluggy HookRelay, whose hook attributes are made at run time, so no static
+        # type describes them.
+        self.hook: Any = None
         self.stall_seconds = 0.0  # simulated time charged to the allocation in progress
-        self.kswapd_running = False
-        self.compaction: Any = None  # pagemig.mm.compaction.CompactionState
-        self.reclaim: Any = None  # pagemig.mm.reclaim.ReclaimState
-        self.swap_devices: list[Any] = []
-        self.daemons: Any = None  # pagemig.mm.daemons.Daemons
+        # What reclaim, the daemons and compaction work on (struct pglist_data's parts)
+        self.swap = SwapSpace(self.vmstat)
+        self.shrinkers: list[Shrinker] = []
+        self.reclaim = ReclaimState()
+        self.kswapd = Kswapd()
+        self.compaction = CompactionState(kcompactd=Kcompactd(highest_zoneidx=int(self.zones[-1].zone_type)))
         self._boot(config)
 
     # ----------------------------------------------------------------- boot
@@ -252,11 +270,8 @@ class Machine:
         return 1 << self.pageblock_order
 
     def zone_of(self, pfn: int) -> Zone:
-        i = bisect.bisect_right(self._zone_starts, pfn) - 1
-        zone = self.zones[i]
-        if i < 0 or pfn >= zone.end_pfn:
-            raise ValueError(f"pfn {pfn:#x} lies in no zone")
-        return zone
+        """``page_zone()``: the zone pfn lies in (ValueError in a hole); the buddy allocator's lookup."""
+        return self.buddy.zone_of(pfn)
 
     def zone_by_name(self, name: str) -> Zone:
         for zone in self.zones:
@@ -706,13 +721,13 @@ class Machine:
         self.buddy.pageblock_mt[:] = np.asarray(pageblock_mt, dtype=np.uint8)
         self.buddy.pageblock_skip[:] = 0
         for pfn, order in zip(np.asarray(free_pfns).tolist(), np.asarray(free_orders).tolist(), strict=True):
-            zone = self.zone_of(pfn)
+            zone = self.buddy.zone_of(pfn)
             self.buddy.add_free_block(zone, pfn, order, self.buddy._pb_mt[pfn >> self.pageblock_order])
             zone.free_pages += 1 << order
         for zone in self.zones:
             zk = kind[zone.start_pfn:zone.end_pfn]
             zone.managed_pages = int(np.count_nonzero(zk != RESERVED))
-            zone.reset_compaction_cache()
+            reset_cached_positions(zone)
         self.setup_watermarks()
         return owner
 

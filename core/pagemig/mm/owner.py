@@ -7,18 +7,27 @@ or a migration that forgets to carry a page's content, shows up as a failure.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from pagemig.mm.machine import Machine
+from pagemig.mm.pages import PageArrays
+
+
+class OwnerHost(Protocol):
+    """What owners and page sets need of their machine (whose module sits above this
+    one): the page columns, and a way to register."""
+
+    @property
+    def pages(self) -> PageArrays: ...
+
+    def register_owner(self, owner: Owner) -> int: ...
 
 
 class Owner:
     """Base class of everything that holds pages.
 
-    ``owner_id`` is given by :meth:`pagemig.mm.machine.Machine.register_owner`;
+    ``owner_id`` is given by the machine's ``register_owner``;
     it is what the page's ``owner`` column holds.
     """
 
@@ -56,7 +65,7 @@ class PageSet:
 
     __slots__ = ("_free_slots", "_pfn_mv", "_token_mv", "_top", "count", "machine", "pfn", "token")
 
-    def __init__(self, machine: Machine, capacity: int = 1024) -> None:
+    def __init__(self, machine: OwnerHost, capacity: int = 1024) -> None:
         self.machine = machine
         self.pfn = np.full(max(1, capacity), -1, dtype=np.int64)
         self.token = np.zeros(max(1, capacity), dtype=np.uint64)
@@ -169,7 +178,7 @@ class PageSet:
 class SimpleOwner(Owner):
     """An owner that keeps its pages in one :class:`PageSet`: enough for most workloads and tests."""
 
-    def __init__(self, machine: Machine, name: str) -> None:
+    def __init__(self, machine: OwnerHost, name: str) -> None:
         self.name = name
         self.pages = PageSet(machine)
         machine.register_owner(self)

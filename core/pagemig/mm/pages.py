@@ -27,12 +27,9 @@ token     uint64   the page's content: whatever its owner last wrote; migration
 from __future__ import annotations
 
 import enum
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
-
-if TYPE_CHECKING:
-    from pagemig.mm.machine import Machine
 
 PAGE_SHIFT = 12
 PAGE_SIZE = 1 << PAGE_SHIFT
@@ -149,6 +146,14 @@ class PageArrays:
         return sum(a.nbytes for a in (self.kind, self.flags, self.owner, self.private, self.token))
 
 
+class PageHost(Protocol):
+    """What a :class:`Page` needs of its machine: the page columns.  (The machine module
+    sits above this one, so a page types its machine by what it uses.)"""
+
+    @property
+    def pages(self) -> PageArrays: ...
+
+
 class Page:
     """A light view of one page, made on demand for driver callbacks.
 
@@ -159,7 +164,7 @@ class Page:
 
     __slots__ = ("machine", "pfn")
 
-    def __init__(self, machine: Machine, pfn: int) -> None:
+    def __init__(self, machine: PageHost, pfn: int) -> None:
         self.pfn = pfn
         self.machine = machine
 

@@ -80,8 +80,8 @@ def drop_caches_handler(run: Run, args: Sequence[str]) -> dict[str, Any]:
     swap off, so dirty pages stay, as in the kernel (run ``sync`` first there);
     slab through every registered shrinker.
     """
+    from pagemig.mm.lru import ShrinkControl, reclaimable_owners
     from pagemig.mm.pages import PageKind
-    from pagemig.mm.reclaim import ShrinkControl, reclaim_state, reclaimable_owners
 
     m = run.machine
     level = int(args[0]) if args else 3
@@ -95,7 +95,7 @@ def drop_caches_handler(run: Run, args: Sequence[str]) -> dict[str, Any]:
                 dropped += owner.shrink(PageKind.FILE, n, sc).reclaimed
         m.vmstat["drop_pagecache"] += 1
     if level & 2:
-        for shrinker in list(reclaim_state(m).shrinkers):
+        for shrinker in list(m.shrinkers):
             dropped += int(shrinker.scan_objects(int(shrinker.count_objects())))
         m.vmstat["drop_slab"] += 1
     return {"level": level, "pages_dropped": dropped, "free_pages_gained": m.nr_free_pages - before}
