@@ -395,7 +395,7 @@ class BuddyAllocator:
     def get_page_from_freelist(self, order: int, alloc_flags: int, ac: AllocContext) -> tuple[int, Zone | None]:
         """``get_page_from_freelist()``: the first zone in the zonelist above its watermark.
 
-        ``Machine.alloc_pages`` inlines this walk for order-0 requests at the low watermark
+        The machine's ``alloc_pages`` inlines this walk for order-0 requests at the low watermark
         (its hot path); a change to the rules here must be made there too (the tests in
         tests/mm hold both to the kernel's rules).
         """

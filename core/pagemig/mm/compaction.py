@@ -69,7 +69,7 @@ from __future__ import annotations
 
 import enum
 from collections import Counter
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 import numpy as np
@@ -1142,7 +1142,7 @@ def _take_free_blocks(machine: Machine, cc: CompactControl, heads: list[int], si
                     buddy._pb_mt[pfn >> pbo] = MIGRATE_MOVABLE
     pages = machine.pages
     if len(heads) == 1:
-        idx: Any = slice(heads[0], heads[0] + sizes[0])
+        idx: slice | np.ndarray = slice(heads[0], heads[0] + sizes[0])
         pfns = list(range(heads[0], heads[0] + sizes[0]))
     else:
         h = np.asarray(heads, dtype=np.int64)
@@ -1309,32 +1309,45 @@ def release_freepages(machine: Machine, cc: CompactControl) -> int:
 
 
 # ------------------------------------------------------------------ compact_zone
+class CompactionHooks(Protocol):
+    """What a zone run calls of a plugin host's hook relay: the ``pagemig_compaction_*``
+    hooks (pagemig.hookspecs, above this package).  The policy hooks are firstresult:
+    a plugin's answer, or None when nobody answered."""
+
+    def pagemig_compaction_begin(self, *, machine: Machine, cc: CompactControl) -> object: ...
+
+    def pagemig_compaction_finished(self, *, machine: Machine, cc: CompactControl) -> int | None: ...
+
+    def pagemig_compaction_isolate_migratepages(self, *, machine: Machine, cc: CompactControl) -> int | None: ...
+
+    def pagemig_compaction_isolate_freepages(self, *, machine: Machine, cc: CompactControl) -> int | None: ...
+
+    def pagemig_compaction_migrated(self, *, machine: Machine, cc: CompactControl, result: MigrateResult) -> object: ...
+
+    def pagemig_compaction_end(self, *, machine: Machine, cc: CompactControl, result: CompactResult) -> object: ...
+
+
 class _Policies:
     """The three policy calls of a zone run: through the hook relay when there is one
     (a plugin's firstresult answer wins), else the kernel's functions directly."""
 
     __slots__ = ("hook", "machine")
 
-    def __init__(self, machine: Machine, hook: Any) -> None:
+    def __init__(self, machine: Machine, hook: CompactionHooks | None) -> None:
         self.machine = machine
         self.hook = hook
 
-    def _answer(self, hook_name: str, cc: CompactControl) -> Any:
-        """A policy hook's firstresult answer; None without a relay or when no plugin answered."""
-        if self.hook is None:
-            return None
-        return getattr(self.hook, hook_name)(machine=self.machine, cc=cc)
-
     def finished(self, cc: CompactControl) -> CompactResult:
-        r = self._answer("pagemig_compaction_finished", cc)
+        r = None if self.hook is None else self.hook.pagemig_compaction_finished(machine=self.machine, cc=cc)
         return compact_finished(self.machine, cc) if r is None else CompactResult(r)
 
     def isolate_migratepages(self, cc: CompactControl) -> IsolateMigrate:
-        r = self._answer("pagemig_compaction_isolate_migratepages", cc)
+        r = (None if self.hook is None
+             else self.hook.pagemig_compaction_isolate_migratepages(machine=self.machine, cc=cc))
         return isolate_migratepages(self.machine, cc) if r is None else IsolateMigrate(r)
 
     def isolate_freepages(self, cc: CompactControl) -> int:
-        r = self._answer("pagemig_compaction_isolate_freepages", cc)
+        r = None if self.hook is None else self.hook.pagemig_compaction_isolate_freepages(machine=self.machine, cc=cc)
         return isolate_freepages(self.machine, cc) if r is None else int(r)
 
     def begin(self, cc: CompactControl) -> None:
@@ -1408,7 +1421,7 @@ def _migrate_batch(machine: Machine, cc: CompactControl, policies: _Policies) ->
     return res
 
 
-def compact_zone(machine: Machine, cc: CompactControl, hook: Any = None) -> CompactResult:
+def compact_zone(machine: Machine, cc: CompactControl, hook: CompactionHooks | None = None) -> CompactResult:
     """``compact_zone()``: compact ``cc.zone`` until :func:`compact_finished` says stop.
 
     ``hook`` is a pluggy hook relay (``PluginHost.hook``); ``None`` takes
@@ -1528,8 +1541,9 @@ def compact_zone(machine: Machine, cc: CompactControl, hook: Any = None) -> Comp
 
 
 # ------------------------------------------------------------------ direct compaction
-def compact_zone_order(machine: Machine, zone: Zone, order: int, gfp: int, prio: int, alloc_flags: int,
-                       highest_zoneidx: int, hook: Any = None) -> tuple[CompactResult, CompactControl]:
+def compact_zone_order(machine: Machine, zone: Zone, order: int, gfp: int, prio: CompactPriority,
+                       alloc_flags: int, highest_zoneidx: int,
+                       hook: CompactionHooks | None = None) -> tuple[CompactResult, CompactControl]:
     """``compact_zone_order()``: one direct compaction of one zone at a priority."""
     full = prio == MIN_COMPACT_PRIORITY
     cc = CompactControl(
@@ -1546,7 +1560,7 @@ def _in_compaction(machine: Machine) -> bool:
 
 
 def try_to_compact_pages(machine: Machine, gfp: int, order: int, alloc_flags: int, ac: AllocContext,
-                         prio: int, hook: Any = None) -> CompactResult:
+                         prio: CompactPriority, hook: CompactionHooks | None = None) -> CompactResult:
     """``try_to_compact_pages()``: direct compaction of every zone of the zonelist,
     highest first, until one expects the allocation to succeed.  Deferred zones are
     skipped unless at the highest priority; sync failures defer the zone."""
@@ -1572,7 +1586,8 @@ def try_to_compact_pages(machine: Machine, gfp: int, order: int, alloc_flags: in
 
 
 def alloc_pages_direct_compact(machine: Machine, order: int, alloc_flags: int, ac: AllocContext,
-                               prio: int, hook: Any = None) -> tuple[int, Zone | None, CompactResult]:
+                               prio: CompactPriority,
+                               hook: CompactionHooks | None = None) -> tuple[int, Zone | None, CompactResult]:
     """``__alloc_pages_direct_compact()``: compact, then try the free lists.  Counts
     ``compact_stall`` when some zone was not skipped, then ``compact_success`` or
     ``compact_fail`` by whether the allocation succeeded.  Returns (pfn or -1, zone,
@@ -1646,7 +1661,7 @@ COUNTERS_OF_INTEREST = (
 )
 
 
-def compact_memory(machine: Machine, hook: Any = None) -> CompactMemoryReport:
+def compact_memory(machine: Machine, hook: CompactionHooks | None = None) -> CompactMemoryReport:
     """``echo 1 > /proc/sys/vm/compact_memory`` (``compact_nodes``): every populated zone,
     order -1 (no target: run until the scanners meet), ``MIGRATE_SYNC``, whole zone,
     skip hints ignored."""
@@ -1727,7 +1742,7 @@ class KcompactdRun:
     deferred: bool = False  # proactive back-off (score did not drop)
 
 
-def kcompactd_do_work(machine: Machine, hook: Any = None) -> list[CompactControl]:
+def kcompactd_do_work(machine: Machine, hook: CompactionHooks | None = None) -> list[CompactControl]:
     """``kcompactd_do_work()``: compact each zone up to the requested one for the
     requested order, ``MIGRATE_SYNC_LIGHT``, honouring skip hints and deferral."""
     st = compaction_state(machine).kcompactd
@@ -1759,7 +1774,7 @@ def kcompactd_do_work(machine: Machine, hook: Any = None) -> list[CompactControl
     return done
 
 
-def proactive_compact_node(machine: Machine, hook: Any = None) -> list[CompactControl]:
+def proactive_compact_node(machine: Machine, hook: CompactionHooks | None = None) -> list[CompactControl]:
     """``proactive_compact_node()``: every zone, order -1, ``MIGRATE_SYNC_LIGHT``, whole
     zone, skip hints ignored, until the zone's score falls to the low mark."""
     done = []
@@ -1776,7 +1791,7 @@ def proactive_compact_node(machine: Machine, hook: Any = None) -> list[CompactCo
     return done
 
 
-def kcompactd_run(machine: Machine, now: float, hook: Any = None) -> KcompactdRun | None:
+def kcompactd_run(machine: Machine, now: float, hook: CompactionHooks | None = None) -> KcompactdRun | None:
     """One turn of the kcompactd thread at simulated time ``now`` (the event loop calls
     this every step).  Woken by :func:`wakeup_kcompactd`, it does the pending work at
     once; otherwise, when its 500 ms timeout has expired, it does work that is still

@@ -204,7 +204,8 @@ class LruOwner(Owner):
 
     # ------------------------------------------------------------ bookkeeping
     def _slots_of(self, pfns: np.ndarray) -> np.ndarray:
-        return self.machine.pages.private[pfns].astype(np.int64)
+        slots: np.ndarray = self.machine.pages.private[pfns].astype(np.int64)
+        return slots
 
     def _enqueue(self, pfns: np.ndarray) -> None:
         slots = self._slots_of(pfns)

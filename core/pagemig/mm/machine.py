@@ -326,7 +326,7 @@ class Machine:
                     self._undo_alloc(zone, pfn, 0, kind, owner, exc)
                 zone.pgalloc += 1
                 return pfn
-            pfn, zone = self.slowpath.alloc_slowpath(self, 0, ac)
+            pfn, zone = self.slowpath.alloc_slowpath(self, 0, ac)  # type: ignore[assignment]  # None: pfn < 0
             if pfn < 0:
                 self.vmstat["pgalloc_fail"] += 1
                 return -1
@@ -340,9 +340,9 @@ class Machine:
             return pfn
         if not 0 < order <= MAX_ORDER:
             raise ValueError(f"alloc_pages: order {order} is outside 0..{MAX_ORDER}")
-        pfn, zone = buddy.get_page_from_freelist(order, ALLOC_WMARK_LOW, ac)
+        pfn, zone = buddy.get_page_from_freelist(order, ALLOC_WMARK_LOW, ac)  # type: ignore[assignment]  # as below
         if pfn < 0:
-            pfn, zone = self.slowpath.alloc_slowpath(self, order, ac)
+            pfn, zone = self.slowpath.alloc_slowpath(self, order, ac)  # type: ignore[assignment]  # None: pfn < 0
             if pfn < 0:
                 self.vmstat["pgalloc_fail"] += 1
                 return -1
@@ -585,8 +585,9 @@ class Machine:
         kinds = pages.kind[arr]
         bad = (kinds == FREE) | (kinds == RESERVED)
         if bad.any():
-            p = int(arr[bad][0])
-            raise ValueError(f"free_pages_bulk: pfn {p:#x} is {PageKind(pages.kind[p]).name} (double free?)")
+            bad_pfn = int(arr[bad][0])
+            raise ValueError(f"free_pages_bulk: pfn {bad_pfn:#x} is {PageKind(pages.kind[bad_pfn]).name} "
+                             "(double free?)")
         fl = pages.flags[arr]
         compound = (fl & (HEAD | TAIL)) != 0
         if compound.any():

@@ -127,7 +127,8 @@ def _lru_isolatable(kind: np.ndarray, flags: np.ndarray) -> np.ndarray:
     """``isolate_lru_page`` rules as a mask: an anon or file page, not pinned (refcount
     above mapcount), not locked, not already isolated, not part of a compound page
     (compaction leaves THPs alone, and migrate_pages here moves base pages only)."""
-    return ((kind == ANON) | (kind == FILE)) & ((flags & LRU_UNISOLATABLE) == 0)
+    mask: np.ndarray = ((kind == ANON) | (kind == FILE)) & ((flags & LRU_UNISOLATABLE) == 0)
+    return mask
 
 
 def isolate_lru_page(machine: Machine, pfn: int) -> bool:
@@ -148,7 +149,7 @@ def isolate_lru_pages(machine: Machine, pfns: Iterable[int] | np.ndarray) -> np.
         return arr
     pages = machine.pages
     ok = _lru_isolatable(pages.kind[arr], pages.flags[arr])
-    taken = arr[ok]
+    taken: np.ndarray = arr[ok]
     pages.flags[taken] |= ISOLATED
     return taken
 

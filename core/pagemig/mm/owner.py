@@ -69,8 +69,8 @@ class PageSet:
         self.machine = machine
         self.pfn = np.full(max(1, capacity), -1, dtype=np.int64)
         self.token = np.zeros(max(1, capacity), dtype=np.uint64)
-        self._pfn_mv = memoryview(self.pfn)
-        self._token_mv = memoryview(self.token)
+        self._pfn_mv = self.pfn.data  # ndarray.data: a memoryview of the array's buffer
+        self._token_mv = self.token.data
         self.count = 0
         self._free_slots: list[int] = []
         self._top = 0
@@ -87,8 +87,8 @@ class PageSet:
         token = np.zeros(cap, dtype=np.uint64)
         token[: len(self.token)] = self.token
         self.pfn, self.token = pfn, token
-        self._pfn_mv = memoryview(pfn)
-        self._token_mv = memoryview(token)
+        self._pfn_mv = pfn.data
+        self._token_mv = token.data
 
     def add(self, pfn: int, token: int) -> None:
         """Take a freshly allocated page and write ``token`` into it."""

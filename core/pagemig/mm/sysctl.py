@@ -9,7 +9,7 @@ here once.
 Simplified, and why: a write's side effect (the kernel's ``proc_handler``) is not a
 column of the table.  The handlers belong to the subsystems that react (watermarks to
 the allocator, ``compaction_proactiveness`` to compaction), which register them on
-the machine (:meth:`pagemig.mm.machine.Machine.register_sysctl_handler`); a table
+the machine (its ``register_sysctl_handler``); a table
 naming them would make this bottom module import the whole kernel.
 """
 
@@ -51,8 +51,10 @@ class Tunable:
     doc: str
 
 
+_DEFAULTS = Sysctl()
 SYSCTL_TABLE: tuple[Tunable, ...] = tuple(
-    Tunable(f.name, f.default, f.metadata["range"][0], f.metadata["range"][1], f.metadata["doc"])
+    Tunable(f.name, int(getattr(_DEFAULTS, f.name)), f.metadata["range"][0], f.metadata["range"][1],
+            f.metadata["doc"])
     for f in attrs.fields(Sysctl)
 )
 SYSCTL_NAMES: tuple[str, ...] = tuple(t.name for t in SYSCTL_TABLE)
