@@ -63,7 +63,7 @@ def pagemig_register_scenarios(register: Callable[[Any], None]) -> None:
 
 # ------------------------------------------------------------------ compaction
 # (owned by the compaction module, pagemig.mm.compaction; the kernel's policy is the
-# default implementation, registered by pagemig.mm.compaction_policy)
+# default implementation, registered by pagemig.compaction_policy)
 # Called per zone run and per batch of about COMPACT_CLUSTER_MAX pages, never per page.
 # ``cc`` is the run's CompactControl: policy fields, scanner positions, the batch.
 @hookspec

@@ -36,7 +36,7 @@ ENTRY_POINT_GROUP = "pagemig"
 BUILTIN_PLUGINS: list[str] = [
     "pagemig.sim.builtin",
     "pagemig.workloads.builtin",
-    "pagemig.mm.compaction_policy",
+    "pagemig.compaction_policy",
 ]
 
 

@@ -340,14 +340,8 @@ def test_free_block_range_lowest_first() -> None:
 
 
 # ------------------------------------------------------------------------------------------------ alloc_pages
-def small_machine() -> Machine:
-    m = Machine(MachineConfig(zones=(ZoneSpec("Normal", 0, 2048),), min_free_kbytes=0))
-    m.slowpath = SlowPath()
-    return m
-
-
-def test_compound_pages() -> None:
-    m = small_machine()
+def test_compound_pages(one_zone_machine) -> None:
+    m = one_zone_machine(2048, min_free_kbytes=0)  # the page allocator alone
     pfn = m.alloc_pages(GFP_KERNEL | Gfp.COMP, 3, 0, K)
     assert pfn % 8 == 0
     assert m.pages.flags[pfn] == PageFlag.HEAD
@@ -360,8 +354,8 @@ def test_compound_pages() -> None:
     assert m.zones[0].free_pages == 2048 and m.zones[0].nr_free_by_order()[MAX_ORDER] == 2
 
 
-def test_non_compound_high_order_pages_are_plain() -> None:
-    m = small_machine()
+def test_non_compound_high_order_pages_are_plain(one_zone_machine) -> None:
+    m = one_zone_machine(2048, min_free_kbytes=0)  # the page allocator alone
     pfn = m.alloc_pages(GFP_KERNEL, 2, 7, PageKind.PAGETABLE)
     assert list(m.pages.kind[pfn:pfn + 4]) == [PageKind.PAGETABLE] * 4
     assert list(m.pages.owner[pfn:pfn + 4]) == [7] * 4
@@ -376,14 +370,14 @@ def test_non_compound_high_order_pages_are_plain() -> None:
     lambda m: m.free_pages(5),  # free already
     lambda m: m.alloc_pages_bulk(GFP_KERNEL, -1, 0),
 ])
-def test_bad_calls_raise(call: object) -> None:
-    m = small_machine()
+def test_bad_calls_raise(call: object, one_zone_machine) -> None:
+    m = one_zone_machine(2048, min_free_kbytes=0)  # the page allocator alone
     with pytest.raises(ValueError):
         call(m)  # type: ignore[operator]
 
 
-def test_bad_frees_change_nothing() -> None:
-    m = small_machine()
+def test_bad_frees_change_nothing(one_zone_machine) -> None:
+    m = one_zone_machine(2048, min_free_kbytes=0)  # the page allocator alone
     a = m.alloc_pages(GFP_KERNEL, 2, 0)
     b = m.alloc_pages(GFP_KERNEL, 0, 0)
     before = snapshot(m)
@@ -487,10 +481,10 @@ def test_free_pages_bulk_is_single_frees_in_ascending_order(ops: list[tuple[str,
     assert_consistent(a)
 
 
-def test_bulk_on_a_fresh_machine_takes_whole_blocks() -> None:
+def test_bulk_on_a_fresh_machine_takes_whole_blocks(one_zone_machine) -> None:
     """2048 free pages, low watermark max(0, 2048 * 10 // 10000) = 2: a bulk request for 3000 gets
     2046 pages from the fast path, then single calls take the last 2 through the slow path."""
-    m = small_machine()
+    m = one_zone_machine(2048, min_free_kbytes=0)  # the page allocator alone
     got = m.alloc_pages_bulk(GFP_HIGHUSER_MOVABLE, 3000, 0, ANON)
     assert len(got) == 2048 and len(set(got.tolist())) == 2048
     assert (m.pages.kind == ANON).all()
@@ -519,10 +513,11 @@ def test_bulk_leaves_the_rest_of_a_split_block_on_the_requesters_list() -> None:
 
 @pytest.mark.parametrize(("order", "kind", "owner"), [(0, 300, 1), (0, K, 70000), (0, K, -1), (3, 256, 1),
                                                       (3, K, 1 << 16), (0, "anon", 1)])
-def test_a_kind_or_owner_that_does_not_fit_loses_no_page(order: int, kind: object, owner: object) -> None:
+def test_a_kind_or_owner_that_does_not_fit_loses_no_page(order: int, kind: object, owner: object,
+                                                         one_zone_machine) -> None:
     """The page columns hold kind in a byte and owner in 16 bits: a call with values outside
     them raises ValueError, and the block it had taken goes back where it came from."""
-    m = small_machine()
+    m = one_zone_machine(2048, min_free_kbytes=0)  # the page allocator alone
     m.alloc_pages(GFP_KERNEL, 0, m.register_owner(Unchecked()))  # split the fresh blocks a little first
     before = snapshot(m)
     with pytest.raises(ValueError, match="do not fit"):

@@ -23,11 +23,12 @@ from pagemig.mm.gfp import (
     MigrateType,
 )
 from pagemig.mm.invariants import assert_consistent, check
+from pagemig.mm.lru import LruOwner
 from pagemig.mm.machine import Machine, MachineConfig
 from pagemig.mm.movable import MigrateMode
 from pagemig.mm.owner import SimpleOwner
 from pagemig.mm.pages import PageFlag, PageKind
-from pagemig.mm.reclaim import LruOwner, register_swap_device
+from pagemig.mm.swap import register_swap_device
 from pagemig.mm.zone import ZoneSpec
 
 ANON = int(PageKind.ANON)
@@ -258,36 +259,15 @@ def test_too_little_free_memory_is_skipped() -> None:
     assert C.compaction_suitable(m, zone, -1, ALLOC_WMARK_MIN, 3) == C.COMPACT_CONTINUE
 
 
-class RoomlessSwap:
-    """A swap device with no room left (every slot in use, as ``get_nr_swap_pages() == 0``)."""
-
-    name = "full"
-    capacity = 0
-
-    def swap_out(self, token: int) -> int | None:
-        return None
-
-    def swap_in(self, handle: int) -> int:
-        raise KeyError(handle)
-
-    def swap_free(self, handle: int) -> None:
-        raise KeyError(handle)
-
-
-class RoomySwap(RoomlessSwap):
-    name = "roomy"
-    capacity = 10_000
-
-
 @pytest.mark.parametrize(("kind", "reclaimable_owner", "swap", "expected"), [
     (PageKind.FILE, True, None, True),  # page cache of a reclaimable owner: reclaim could help
     (PageKind.FILE, False, None, False),  # page cache nobody can reclaim (a driver's, an import's)
     (PageKind.ANON, True, None, False),  # anon without swap
-    (PageKind.ANON, True, RoomlessSwap, False),  # anon with a swap device that has no room
-    (PageKind.ANON, True, RoomySwap, True),  # anon with room to swap
+    (PageKind.ANON, True, 0, False),  # anon with a swap device that has no room
+    (PageKind.ANON, True, 10_000, True),  # anon with room to swap
 ])
-def test_zonelist_suitable_counts_only_what_reclaim_could_free(one_zone_machine, kind, reclaimable_owner,
-                                                               swap, expected) -> None:
+def test_zonelist_suitable_counts_only_what_reclaim_could_free(one_zone_machine, fake_swap, kind,
+                                                               reclaimable_owner, swap, expected) -> None:
     """``compaction_zonelist_suitable()`` with vmscan's ``zone_reclaimable_pages()``: file LRU
     pages, plus anon ones while ``get_nr_swap_pages() > 0``.  4096 pages filled down to the
     min watermark (256 free): order 3 fails at min, and 256 < min + compact_gap(3) = 272, so
@@ -300,7 +280,7 @@ def test_zonelist_suitable_counts_only_what_reclaim_could_free(one_zone_machine,
         pfns = m.alloc_pages_bulk(GFP_KERNEL, 4096, owner.owner_id, kind)
         owner.pages.add_many(pfns, pfns.astype(np.uint64) + np.uint64(1))
     if swap is not None:
-        register_swap_device(m, swap())
+        register_swap_device(m, fake_swap(capacity=swap))
     zone = m.zones[0]
     assert zone.free_pages == zone.wmark_min == 256
     ac = m.buddy.alloc_context(GFP_KERNEL)

@@ -62,8 +62,8 @@ def host_with(*plugins: tuple[str, object]) -> Any:
 
 
 def test_the_default_policy_is_a_builtin_plugin() -> None:
-    assert "pagemig.mm.compaction_policy" in BUILTIN_PLUGINS
-    record = get_plugin_host(autoload=False).records["pagemig.mm.compaction_policy"]
+    assert "pagemig.compaction_policy" in BUILTIN_PLUGINS
+    record = get_plugin_host(autoload=False).records["pagemig.compaction_policy"]
     assert record.builtin
     assert record.hooks == ["pagemig_compaction_finished", "pagemig_compaction_isolate_freepages",
                             "pagemig_compaction_isolate_migratepages"]

@@ -3,31 +3,30 @@ wakeup_kswapd(); v6.1), driven through background_tick as the event loop drives 
 
 Truth: the kernel's wake/sleep rules and balance_pgdat's priority loop, worked by
 hand for each state (numbers next to the code), and the checker.  kcompactd is a
-recorder here: what matters is when kswapd wakes it and for which order.
+recorder here (the ``fake_kcompactd`` fixture): what matters is when kswapd wakes it and
+for which order; the last test runs the real one.
 """
 
 from __future__ import annotations
 
-import importlib.util
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pytest
 
-from pagemig.mm.daemons import (
-    KSWAPD_NAP_SECONDS,
-    KswapdMode,
-    background_tick,
-    daemon_state,
-    install_full_mm,
-    wakeup_kswapd,
-)
-from pagemig.mm.gfp import GFP_ATOMIC, GFP_KERNEL, ZoneType
+from pagemig.mm import vmscan
+from pagemig.mm.gfp import GFP_ATOMIC, GFP_KERNEL, MigrateType, ZoneType
 from pagemig.mm.invariants import assert_consistent
+from pagemig.mm.lru import LruOwner
 from pagemig.mm.machine import Machine, MachineConfig
+from pagemig.mm.mm_init import boot
+from pagemig.mm.node import KswapdMode
 from pagemig.mm.owner import SimpleOwner
 from pagemig.mm.pages import PageKind
-from pagemig.mm.reclaim import LruOwner, reclaim_pages, reclaim_state, register_swap_device
 from pagemig.mm.slowpath import FullSlowPath
+from pagemig.mm.swap import register_swap_device
+from pagemig.mm.vmscan import KSWAPD_NAP_SECONDS, background_tick, reclaim_pages, wakeup_kswapd
 from pagemig.mm.zone import ZoneSpec
 
 ANON = PageKind.ANON
@@ -35,53 +34,45 @@ FILE = PageKind.FILE
 NORMAL = int(ZoneType.NORMAL)
 
 
-def small_machine() -> Machine:
-    """One Normal zone of 8192 pages: min 256, low 320, high 384 (see test_reclaim)."""
-    return Machine(MachineConfig(zones=(ZoneSpec("Normal", 0, 8192),), min_free_kbytes=1024))
-
-
 class FakeKcompactd:
-    def __init__(self, machine: Machine) -> None:
+    """Records kswapd's wake-ups of kcompactd and the ticks that give kcompactd its turn."""
+
+    def __init__(self) -> None:
         self.wakes: list[tuple[int, int]] = []
         self.runs: list[float] = []
-        st = daemon_state(machine)
-        st.wakeup_kcompactd = lambda _m, order, idx: self.wakes.append((order, int(idx)))
-        st.kcompactd_run = lambda _m, now: self.runs.append(now)
-        st.reset_isolation_suitable = None  # test the fallback here
+
+    def wakeup_kcompactd(self, _m: Machine, order: int, idx: int) -> None:
+        self.wakes.append((order, int(idx)))
+
+    def kcompactd_run(self, _m: Machine, now: float) -> None:
+        self.runs.append(now)
 
 
-class FakeSwap:
-    name = "fakeswap"
-
-    def __init__(self, capacity: int) -> None:
-        self.capacity = capacity
-        self.store: dict[int, int] = {}
-
-    def swap_out(self, token: int) -> int | None:
-        if len(self.store) >= self.capacity:
-            return None
-        h = len(self.store)
-        self.store[h] = token
-        return h
-
-    def swap_in(self, handle: int) -> int:
-        return self.store[handle]
-
-    def swap_free(self, handle: int) -> None:
-        del self.store[handle]
+@pytest.fixture
+def fake_kcompactd(monkeypatch: pytest.MonkeyPatch) -> FakeKcompactd:
+    """kcompactd replaced by a recorder, where kswapd and the tick call it."""
+    fk = FakeKcompactd()
+    monkeypatch.setattr(vmscan, "wakeup_kcompactd", fk.wakeup_kcompactd)
+    monkeypatch.setattr(vmscan, "kcompactd_run", fk.kcompactd_run)
+    return fk
 
 
-def setup(kind: PageKind = FILE) -> tuple[Machine, LruOwner, SimpleOwner, FakeKcompactd]:
-    """Fill with LRU pages through the bare allocator down to min (7936 held, 256 free),
-    give 10 back (266 free), then install the full mm."""
-    m = small_machine()
-    w = LruOwner(m, "lru")
-    w.alloc(8192, kind, gfp=GFP_KERNEL)
-    w.free(w.pages.pfns()[:10])
-    assert m.zones[0].free_pages == 266 and len(w.pages) == 7926
-    install_full_mm(m)
-    fk = FakeKcompactd(m)
-    return m, w, SimpleOwner(m, "kernel"), fk
+@pytest.fixture
+def setup(one_zone_machine: Callable[..., Machine], allocator_only: Callable[[Machine], Any],
+          fake_kcompactd: FakeKcompactd) -> Callable[..., tuple[Machine, LruOwner, SimpleOwner, FakeKcompactd]]:
+    """Factory: a booted machine filled with LRU pages through the bare allocator down to
+    min (7936 held, 256 free), 10 given back (266 free); kcompactd a recorder."""
+
+    def make(kind: PageKind = FILE) -> tuple[Machine, LruOwner, SimpleOwner, FakeKcompactd]:
+        m = one_zone_machine(booted=True)
+        w = LruOwner(m, "lru")
+        with allocator_only(m):
+            w.alloc(8192, kind, gfp=GFP_KERNEL)
+        w.free(w.pages.pfns()[:10])
+        assert m.zones[0].free_pages == 266 and len(w.pages) == 7926
+        return m, w, SimpleOwner(m, "kernel"), fake_kcompactd
+
+    return make
 
 
 def take(m: Machine, k: SimpleOwner, n: int) -> None:
@@ -91,17 +82,24 @@ def take(m: Machine, k: SimpleOwner, n: int) -> None:
         k.pages.add(pfn, 1)
 
 
-def test_install_full_mm() -> None:
-    m = small_machine()
-    sp = install_full_mm(m)
-    assert isinstance(sp, FullSlowPath) and m.slowpath is sp
-    assert daemon_state(m).kswapd.mode is KswapdMode.SLEEPING
+def test_boot_gives_the_machine_the_full_slow_path_and_compactions_sysctl_handler() -> None:
+    cfg = MachineConfig(zones=(ZoneSpec("Normal", 0, 8192),), min_free_kbytes=1024)
+    m = boot(cfg)
+    assert isinstance(m.slowpath, FullSlowPath) and m.slowpath.kswapd_catch_up
+    assert m.kswapd.mode is KswapdMode.SLEEPING
+    # a raised compaction_proactiveness reaches compaction (proactive_compact_trigger) ...
+    m.set_sysctl("compaction_proactiveness", 40)
+    assert m.compaction.kcompactd.proactive_trigger
+    # ... and the page allocator alone has nobody to tell
+    bare = Machine(cfg)
+    bare.set_sysctl("compaction_proactiveness", 40)
+    assert bare.sysctl.compaction_proactiveness == 40 and not bare.compaction.kcompactd.proactive_trigger
 
 
-def test_kswapd_wakes_below_low_and_reclaims_to_high_at_the_next_tick() -> None:
+def test_kswapd_wakes_below_low_and_reclaims_to_high_at_the_next_tick(setup) -> None:
     m, _, k, fk = setup()
     take(m, k, 1)  # 266 <= low: the slow path wakes kswapd, and succeeds at min (265 left)
-    ks = daemon_state(m).kswapd
+    ks = m.kswapd
     assert ks.mode is KswapdMode.RUNNABLE and ks.wakeups == 1
     assert m.vmstat["pgscan_kswapd"] == 0  # nothing happens until the event loop ticks
     spent = background_tick(m, 1.0)
@@ -113,7 +111,7 @@ def test_kswapd_wakes_below_low_and_reclaims_to_high_at_the_next_tick() -> None:
     assert m.vmstat["pgscan_kswapd"] == 239 and m.vmstat["pgsteal_direct"] == 0
     assert m.vmstat["pageoutrun"] == 1
     assert m.zones[0].free_pages == 504
-    assert spent > 0 and reclaim_state(m).kswapd_seconds == spent
+    assert spent > 0 and m.reclaim.kswapd_seconds == spent
     assert ks.mode is KswapdMode.NAPPING and ks.nap_until == 1.0 + KSWAPD_NAP_SECONDS
     assert fk.wakes == []  # order 0: no kcompactd
     assert fk.runs == [1.0]  # kcompactd gets its tick anyway (its proactive timer)
@@ -126,14 +124,14 @@ def test_kswapd_wakes_below_low_and_reclaims_to_high_at_the_next_tick() -> None:
     assert_consistent(m)
 
 
-def test_a_wake_during_the_nap_is_a_low_watermark_hit() -> None:
+def test_a_wake_during_the_nap_is_a_low_watermark_hit(setup) -> None:
     m, _, k, _fk = setup()
     take(m, k, 1)
     background_tick(m, 1.0)  # 504 free, napping until 1.1
     # the fast path serves allocations while free > low (320): 184 of them wake nobody;
     # the 185th finds 320 and wakes kswapd in its nap
     take(m, k, 184)
-    ks = daemon_state(m).kswapd
+    ks = m.kswapd
     assert ks.mode is KswapdMode.NAPPING and not ks.woken_while_napping
     take(m, k, 1)
     assert ks.woken_while_napping
@@ -143,12 +141,12 @@ def test_a_wake_during_the_nap_is_a_low_watermark_hit() -> None:
     assert_consistent(m)
 
 
-def test_a_nap_that_ends_below_high_is_a_high_watermark_hit() -> None:
+def test_a_nap_that_ends_below_high_is_a_high_watermark_hit(setup) -> None:
     m, _, k, _fk = setup()
     take(m, k, 1)
     background_tick(m, 1.0)  # 504 free
     take(m, k, 174)  # 330 free: above low, nobody woken, but below high
-    ks = daemon_state(m).kswapd
+    ks = m.kswapd
     assert ks.mode is KswapdMode.NAPPING and not ks.woken_while_napping
     background_tick(m, 1.2)  # the nap is over and the node is not balanced: straight back to work
     assert m.vmstat["kswapd_high_wmark_hit_quickly"] == 1
@@ -156,6 +154,94 @@ def test_a_nap_that_ends_below_high_is_a_high_watermark_hit() -> None:
     assert m.vmstat["pageoutrun"] == 2 and m.zones[0].free_pages > 384
     assert ks.mode is KswapdMode.NAPPING
     assert_consistent(m)
+
+
+def test_kswapd_woken_for_a_high_order_wakes_kcompactd_when_it_sleeps(one_zone_machine, checkerboard,
+                                                                       fake_kcompactd) -> None:
+    m = one_zone_machine(booted=True)
+    checkerboard(m)  # even pfns page cache, odd kernel memory: reclaim frees order 0 only
+    fk = fake_kcompactd
+    wakeup_kswapd(m, 3, NORMAL, GFP_KERNEL)
+    ks = m.kswapd
+    assert ks.mode is KswapdMode.RUNNABLE and ks.kswapd_order == 3
+    background_tick(m, 0.5)
+    # balance_pgdat(order 3) can never make an order-3 block here; after compact_gap(3) = 16
+    # pages it checks order 0 and returns 0 < 3: kswapd naps at order 0 and wakes
+    # kcompactd for the order it was asked for
+    assert fk.wakes == [(3, NORMAL)]
+    assert ks.mode is KswapdMode.NAPPING and ks.kswapd_order == 0
+    assert m.zones[0].free_pages > 384
+    assert_consistent(m)
+
+
+def test_kswapd_balanced_at_the_order_does_not_wake_kcompactd(setup) -> None:
+    m, _, k, fk = setup()
+    take(m, k, 1)
+    background_tick(m, 1.0)
+    # a later request for order 2 while the node is balanced at order 2 wakes nobody
+    wakeup_kswapd(m, 2, NORMAL, GFP_KERNEL)
+    assert m.kswapd.wakeups == 1 and fk.wakes == []
+    # ... but one that cannot reclaim itself sends kcompactd instead of kswapd
+    wakeup_kswapd(m, 2, NORMAL, GFP_ATOMIC)
+    assert fk.wakes == [(2, NORMAL)]
+
+
+def test_hopeless_node_after_max_reclaim_retries_failures(setup, fake_swap) -> None:
+    m, _, k, fk = setup(kind=ANON)  # anon and no swap: kswapd can reclaim nothing
+    take(m, k, 1)
+    ks = m.kswapd
+    for t in (1.0, 2.0, 3.0):
+        background_tick(m, t)
+        assert ks.mode is KswapdMode.RUNNABLE  # not balanced: straight back to work
+    assert m.reclaim.kswapd_failures == 12
+    background_tick(m, 4.0)
+    # 4 runs per tick; after the 16th failure the node is hopeless and kswapd may sleep
+    assert m.reclaim.kswapd_failures == 16
+    assert m.vmstat["pageoutrun"] == 16
+    assert m.vmstat["kswapd_high_wmark_hit_quickly"] == 15
+    assert ks.mode is KswapdMode.NAPPING
+    background_tick(m, 5.0)
+    assert ks.mode is KswapdMode.SLEEPING
+    # a hopeless node is not woken; atomic requests send kcompactd
+    take(m, k, 1)
+    assert ks.mode is KswapdMode.SLEEPING
+    wakeup_kswapd(m, 1, NORMAL, GFP_ATOMIC)
+    assert fk.wakes == [(1, NORMAL)]
+    # any reclaim progress makes the node hopeful again
+    register_swap_device(m, fake_swap(capacity=1000))
+    assert reclaim_pages(m, 32).reclaimed >= 32
+    assert m.reclaim.kswapd_failures == 0
+    wakeup_kswapd(m, 0, NORMAL, GFP_KERNEL)
+    assert ks.mode is KswapdMode.RUNNABLE
+    background_tick(m, 6.0)
+    assert m.zones[0].free_pages > 384 and m.vmstat["pswpout"] > 0
+    assert_consistent(m)
+
+
+def test_kswapd_flushes_compaction_skip_bits_before_it_sleeps(setup) -> None:
+    m, _, k, _fk = setup()
+    zone = m.zones[0]
+    m.buddy.pageblock_skip[:] = 1
+    zone.compact_blockskip_flush = True
+    zone.compact_cached_free_pfn = zone.start_pfn + 512
+    take(m, k, 1)
+    background_tick(m, 1.0)
+    # kswapd, going to sleep, runs compaction's __reset_isolation_suitable: the zone's two
+    # ends walk towards each other a pageblock at a time (16 blocks: the migration side
+    # takes 0..7, the free side 15..8).  Every sampled block holds LRU pages, so the
+    # migration side clears the lower eight; the free side clears only MOVABLE blocks,
+    # and the GFP_KERNEL fill stole every block for UNMOVABLE, so the upper eight keep theirs
+    assert not zone.compact_blockskip_flush
+    assert (m.buddy.pageblock_mt != MigrateType.MOVABLE).all()
+    assert not m.buddy.pageblock_skip[:8].any() and m.buddy.pageblock_skip[8:].all()
+    # no target block found: the scanners are left where the walks met (no distance)
+    assert zone.compact_cached_migrate_pfn == [4096, 4096] and zone.compact_cached_free_pfn == 4095
+
+
+def test_wakeup_for_a_zone_the_machine_lacks_is_ignored() -> None:
+    m = boot(MachineConfig(zones=(ZoneSpec("DMA32", 0, 8192),), min_free_kbytes=1024))
+    wakeup_kswapd(m, 0, int(ZoneType.DMA), GFP_KERNEL)  # no DMA zone: nothing to balance
+    assert m.kswapd.mode is KswapdMode.SLEEPING
 
 
 def _take_every_free_page(m: Machine) -> np.ndarray:
@@ -169,106 +255,8 @@ def _take_every_free_page(m: Machine) -> np.ndarray:
     return np.sort(np.asarray(got, dtype=np.int64))
 
 
-def _checkerboard(m: Machine) -> LruOwner:
-    """Every page taken; even pfns page cache, odd kernel memory: reclaim frees order 0 only."""
-    pfns = _take_every_free_page(m)
-    lru = LruOwner(m, "lru")
-    kernel = SimpleOwner(m, "kernel")
-    even, odd = pfns[pfns % 2 == 0], pfns[pfns % 2 == 1]
-    m.pages.kind[even] = FILE
-    m.pages.owner[even] = lru.owner_id
-    lru.add_many(even)
-    m.pages.kind[odd] = PageKind.KERNEL
-    m.pages.owner[odd] = kernel.owner_id
-    kernel.pages.add_many(odd, np.ones(len(odd), dtype=np.uint64))
-    return lru
-
-
-def test_kswapd_woken_for_a_high_order_wakes_kcompactd_when_it_sleeps() -> None:
-    m = small_machine()
-    _checkerboard(m)
-    install_full_mm(m)
-    fk = FakeKcompactd(m)
-    wakeup_kswapd(m, 3, NORMAL, GFP_KERNEL)
-    ks = daemon_state(m).kswapd
-    assert ks.mode is KswapdMode.RUNNABLE and ks.kswapd_order == 3
-    background_tick(m, 0.5)
-    # balance_pgdat(order 3) can never make an order-3 block here; after compact_gap(3) = 16
-    # pages it checks order 0 and returns 0 < 3: kswapd naps at order 0 and wakes
-    # kcompactd for the order it was asked for
-    assert fk.wakes == [(3, NORMAL)]
-    assert ks.mode is KswapdMode.NAPPING and ks.kswapd_order == 0
-    assert m.zones[0].free_pages > 384
-    assert_consistent(m)
-
-
-def test_kswapd_balanced_at_the_order_does_not_wake_kcompactd() -> None:
-    m, _, k, fk = setup()
-    take(m, k, 1)
-    background_tick(m, 1.0)
-    # a later request for order 2 while the node is balanced at order 2 wakes nobody
-    wakeup_kswapd(m, 2, NORMAL, GFP_KERNEL)
-    assert daemon_state(m).kswapd.wakeups == 1 and fk.wakes == []
-    # ... but one that cannot reclaim itself sends kcompactd instead of kswapd
-    wakeup_kswapd(m, 2, NORMAL, GFP_ATOMIC)
-    assert fk.wakes == [(2, NORMAL)]
-
-
-def test_hopeless_node_after_max_reclaim_retries_failures() -> None:
-    m, _, k, fk = setup(kind=ANON)  # anon and no swap: kswapd can reclaim nothing
-    take(m, k, 1)
-    ks = daemon_state(m).kswapd
-    for t in (1.0, 2.0, 3.0):
-        background_tick(m, t)
-        assert ks.mode is KswapdMode.RUNNABLE  # not balanced: straight back to work
-    assert reclaim_state(m).kswapd_failures == 12
-    background_tick(m, 4.0)
-    # 4 runs per tick; after the 16th failure the node is hopeless and kswapd may sleep
-    assert reclaim_state(m).kswapd_failures == 16
-    assert m.vmstat["pageoutrun"] == 16
-    assert m.vmstat["kswapd_high_wmark_hit_quickly"] == 15
-    assert ks.mode is KswapdMode.NAPPING
-    background_tick(m, 5.0)
-    assert ks.mode is KswapdMode.SLEEPING
-    # a hopeless node is not woken; atomic requests send kcompactd
-    take(m, k, 1)
-    assert ks.mode is KswapdMode.SLEEPING
-    wakeup_kswapd(m, 1, NORMAL, GFP_ATOMIC)
-    assert fk.wakes == [(1, NORMAL)]
-    # any reclaim progress makes the node hopeful again
-    register_swap_device(m, FakeSwap(capacity=1000))
-    assert reclaim_pages(m, 32).reclaimed >= 32
-    assert reclaim_state(m).kswapd_failures == 0
-    wakeup_kswapd(m, 0, NORMAL, GFP_KERNEL)
-    assert ks.mode is KswapdMode.RUNNABLE
-    background_tick(m, 6.0)
-    assert m.zones[0].free_pages > 384 and m.vmstat["pswpout"] > 0
-    assert_consistent(m)
-
-
-def test_kswapd_flushes_compaction_skip_bits_before_it_sleeps() -> None:
-    m, _, k, _fk = setup()
-    zone = m.zones[0]
-    m.buddy.pageblock_skip[:] = 1
-    zone.compact_blockskip_flush = True
-    zone.compact_cached_free_pfn = zone.start_pfn + 512
-    take(m, k, 1)
-    background_tick(m, 1.0)
-    assert not m.buddy.pageblock_skip.any()
-    assert not zone.compact_blockskip_flush and zone.compact_cached_free_pfn == zone.end_pfn
-
-
-def test_wakeup_for_a_zone_the_machine_lacks_is_ignored() -> None:
-    m = Machine(MachineConfig(zones=(ZoneSpec("DMA32", 0, 8192),), min_free_kbytes=1024))
-    install_full_mm(m)
-    wakeup_kswapd(m, 0, int(ZoneType.DMA), GFP_KERNEL)  # no DMA zone: nothing to balance
-    assert daemon_state(m).kswapd.mode is KswapdMode.SLEEPING
-
-
-@pytest.mark.skipif(importlib.util.find_spec("pagemig.mm.compaction") is None,
-                    reason="the compaction module is not there yet")
-def test_kswapd_then_real_kcompactd_make_the_order_available() -> None:
-    m = small_machine()
+def test_kswapd_then_real_kcompactd_make_the_order_available(one_zone_machine) -> None:
+    m = one_zone_machine(booted=True)
     zone = m.zones[0]
     pfns = _take_every_free_page(m)
     anon, cache = LruOwner(m, "heap"), LruOwner(m, "cache")
@@ -279,7 +267,6 @@ def test_kswapd_then_real_kcompactd_make_the_order_available() -> None:
     # free every 4th page of the top quarter: 512 free (> high 384), none with a free buddy
     anon.free(pfns[(pfns >= 6144) & (pfns % 4 == 0)])
     assert zone.free_pages == 512 and zone.nr_free(0) == 512
-    install_full_mm(m)
     wakeup_kswapd(m, 3, NORMAL, GFP_KERNEL)  # what an order-3 allocation's slow path does
     background_tick(m, 0.5)
     # kswapd reclaimed compact_gap(3) = 16 page-cache pages, found the node balanced at
@@ -288,5 +275,5 @@ def test_kswapd_then_real_kcompactd_make_the_order_available() -> None:
     assert m.vmstat["compact_daemon_wake"] == 1
     assert m.vmstat["pgmigrate_success"] > 0
     assert any(zone.nr_free(o) for o in range(3, 11))
-    assert not m.kswapd_running  # type: ignore[attr-defined]
+    assert not m.kswapd.running
     assert_consistent(m)

@@ -14,69 +14,30 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pagemig.mm import vmscan
+from pagemig.mm.compaction import COMPACT_CONTINUE, COMPACT_SKIPPED, COMPACT_SUCCESS, CompactResult
 from pagemig.mm.gfp import GFP_HIGHUSER_MOVABLE, GFP_KERNEL, ZoneType
 from pagemig.mm.invariants import assert_consistent
-from pagemig.mm.machine import Machine, MachineConfig
-from pagemig.mm.owner import Owner, SimpleOwner
+from pagemig.mm.lru import LruOwner, Reclaimable, ShrinkControl, ShrinkResult, zone_reclaimable_pages
+from pagemig.mm.machine import Machine
+from pagemig.mm.owner import Owner
 from pagemig.mm.pages import PageFlag, PageKind
-from pagemig.mm.reclaim import (
+from pagemig.mm.shrinker import register_shrinker, shrink_slab
+from pagemig.mm.swap import SwapSpace, register_swap_device, swap_devices
+from pagemig.mm.vmscan import (
     DEF_PRIORITY,
-    LruOwner,
-    Reclaimable,
     ScanControl,
-    ShrinkControl,
-    ShrinkResult,
-    SwapSpace,
     _split,
     balance_pgdat,
     get_scan_count,
     pgdat_balanced,
     reclaim_pages,
-    reclaim_state,
-    register_shrinker,
-    register_swap_device,
     shrink_node,
-    shrink_slab,
-    swap_devices,
     try_to_free_pages,
-    zone_reclaimable_pages,
 )
-from pagemig.mm.zone import ZoneSpec
 
 ANON = PageKind.ANON
 FILE = PageKind.FILE
-
-
-def small_machine(pages: int = 8192, min_free_kbytes: int = 1024) -> Machine:
-    """One Normal zone of ``pages`` pages.  With 8192 pages and min_free_kbytes 1024:
-    min = 1024 >> 2 = 256, gap = max(256 >> 2, 8192 * 10 // 10000) = 64,
-    low = 320, high = 384 (__setup_per_zone_wmarks)."""
-    return Machine(MachineConfig(zones=(ZoneSpec("Normal", 0, pages),), min_free_kbytes=min_free_kbytes))
-
-
-class FakeSwap:
-    """A swap device that keeps tokens in a dict and is full at ``capacity``."""
-
-    def __init__(self, capacity: int, name: str = "fakeswap", priority: int = -2) -> None:
-        self.name = name
-        self.capacity = capacity
-        self.priority = priority
-        self.store: dict[int, int] = {}
-        self._next = 0
-
-    def swap_out(self, token: int) -> int | None:
-        if len(self.store) >= self.capacity:
-            return None
-        h = self._next
-        self._next += 1
-        self.store[h] = token
-        return h
-
-    def swap_in(self, handle: int) -> int:
-        return self.store[handle]
-
-    def swap_free(self, handle: int) -> None:
-        del self.store[handle]
 
 
 class FakeShrinker:
@@ -117,8 +78,8 @@ class CountingOwner(Owner):
 
 
 # ------------------------------------------------------------------ get_scan_count
-def test_scan_count_fract_is_swappiness_to_200_minus_swappiness() -> None:
-    m = small_machine()
+def test_scan_count_fract_is_swappiness_to_200_minus_swappiness(one_zone_machine) -> None:
+    m = one_zone_machine()
     sc = ScanControl(nr_to_reclaim=32, priority=4)
     # anon 10000 >> 4 = 625, * 60 // 200 = 187;  file 30000 >> 4 = 1875, * 140 // 200 = 1312
     assert get_scan_count(m, sc, 10000, 30000, True) == {ANON: 187, FILE: 1312}
@@ -127,8 +88,8 @@ def test_scan_count_fract_is_swappiness_to_200_minus_swappiness() -> None:
     assert get_scan_count(m, sc, 10000, 30000, True) == {ANON: 0, FILE: 4}
 
 
-def test_scan_count_file_only_without_swap_and_equal_at_priority_zero() -> None:
-    m = small_machine()
+def test_scan_count_file_only_without_swap_and_equal_at_priority_zero(one_zone_machine) -> None:
+    m = one_zone_machine()
     sc = ScanControl(nr_to_reclaim=32, priority=3)
     assert get_scan_count(m, sc, 10000, 30000, False) == {ANON: 0, FILE: 30000 >> 3}
     sc.priority = 0
@@ -138,8 +99,8 @@ def test_scan_count_file_only_without_swap_and_equal_at_priority_zero() -> None:
     assert get_scan_count(m, sc, 10000, 30000, True) == {ANON: 0, FILE: 7500 * 200 // 200}
 
 
-def test_scan_count_anon_only_when_file_is_tiny() -> None:
-    m = small_machine()  # high watermark 384
+def test_scan_count_anon_only_when_file_is_tiny(one_zone_machine) -> None:
+    m = one_zone_machine()  # high watermark 384
     lru = LruOwner(m, "w")
     lru.alloc(8192, ANON, gfp=GFP_KERNEL)  # the bare slow path lets GFP_KERNEL down to min (256)
     free = m.zones[0].free_pages
@@ -164,8 +125,8 @@ def test_split_shares_the_total_in_proportion(total: int, sizes: list[int]) -> N
 
 
 # ------------------------------------------------------------------ shrink_node
-def test_shrink_node_spreads_pressure_across_owners_by_size() -> None:
-    m = small_machine()
+def test_shrink_node_spreads_pressure_across_owners_by_size(one_zone_machine) -> None:
+    m = one_zone_machine()
     a = CountingOwner(m, "a", anon=0, file=300)
     b = CountingOwner(m, "b", anon=0, file=100)
     sc = ScanControl(nr_to_reclaim=1000, priority=2, may_swap=True)
@@ -179,8 +140,8 @@ def test_shrink_node_spreads_pressure_across_owners_by_size() -> None:
     assert m.vmstat["pgscan_kswapd"] == 0
 
 
-def test_clean_file_pages_go_before_dirty_ones() -> None:
-    m = small_machine()
+def test_clean_file_pages_go_before_dirty_ones(one_zone_machine) -> None:
+    m = one_zone_machine()
     w = LruOwner(m, "cache")
     dirty = w.alloc(100, FILE, dirty=True)  # the oldest
     clean = w.alloc(100, FILE)
@@ -193,8 +154,8 @@ def test_clean_file_pages_go_before_dirty_ones() -> None:
     assert_consistent(m)
 
 
-def test_kswapd_writes_dirty_pages_then_drops_them_on_the_next_scan() -> None:
-    m = small_machine()
+def test_kswapd_writes_dirty_pages_then_drops_them_on_the_next_scan(one_zone_machine) -> None:
+    m = one_zone_machine()
     w = LruOwner(m, "cache")
     w.alloc(100, FILE, dirty=True)
     w.alloc(50, FILE)
@@ -213,8 +174,8 @@ def test_kswapd_writes_dirty_pages_then_drops_them_on_the_next_scan() -> None:
     assert_consistent(m)
 
 
-def test_anon_is_not_reclaimed_without_swap() -> None:
-    m = small_machine()
+def test_anon_is_not_reclaimed_without_swap(one_zone_machine) -> None:
+    m = one_zone_machine()
     w = LruOwner(m, "heap")
     w.alloc(500, ANON)
     stats = reclaim_pages(m, 500, priority=0)
@@ -224,14 +185,14 @@ def test_anon_is_not_reclaimed_without_swap() -> None:
     assert_consistent(m)
 
 
-def test_anon_is_swapped_out_through_a_swap_device_and_comes_back_intact() -> None:
-    m = small_machine()
+def test_anon_is_swapped_out_through_a_swap_device_and_comes_back_intact(one_zone_machine, fake_swap) -> None:
+    m = one_zone_machine()
     w = LruOwner(m, "heap")
     pfns = w.alloc(500, ANON)
     tokens = m.pages.token[pfns].copy()
-    dev = FakeSwap(capacity=200)
+    dev = fake_swap(capacity=200)
     register_swap_device(m, dev)
-    assert swap_devices(m) == [dev] and m.swap_devices == [dev]  # type: ignore[attr-defined]
+    assert swap_devices(m) == [dev] and m.swap.devices == [dev]
     assert zone_reclaimable_pages(m, m.zones[0]) == 500
     stats = reclaim_pages(m, 500, priority=0)
     # priority 0 with swappiness: SCAN_EQUAL, all 500 scanned; the device takes 200
@@ -239,7 +200,7 @@ def test_anon_is_swapped_out_through_a_swap_device_and_comes_back_intact() -> No
     assert m.vmstat["pswpout"] == 200 and m.vmstat["pgsteal_anon"] == 200
     assert len(w.pages) == 300 and w.nr_swapped == 200
     assert sorted(dev.store.values()) == sorted(tokens[:200].tolist())  # the oldest went first
-    assert reclaim_state(m).swap.nr_free == 0
+    assert m.swap.nr_free == 0
     assert zone_reclaimable_pages(m, m.zones[0]) == 0  # swap full: anon not reclaimable
     assert_consistent(m)
     back = w.swap_in(200)
@@ -249,11 +210,11 @@ def test_anon_is_swapped_out_through_a_swap_device_and_comes_back_intact() -> No
     assert_consistent(m)
 
 
-def test_swap_in_detects_a_device_that_corrupts_content() -> None:
-    m = small_machine()
+def test_swap_in_detects_a_device_that_corrupts_content(one_zone_machine, fake_swap) -> None:
+    m = one_zone_machine()
     w = LruOwner(m, "heap")
     w.alloc(10, ANON)
-    dev = FakeSwap(capacity=100)
+    dev = fake_swap(capacity=100)
     register_swap_device(m, dev)
     reclaim_pages(m, 10, priority=0)
     first = next(iter(dev.store))
@@ -262,11 +223,11 @@ def test_swap_in_detects_a_device_that_corrupts_content() -> None:
     assert w.swap_corruptions == 1
 
 
-def test_swap_space_uses_devices_by_priority_and_round_trips_handles() -> None:
-    m = small_machine()
-    space = SwapSpace(m)
-    low = FakeSwap(capacity=3, name="disk", priority=-2)
-    high = FakeSwap(capacity=2, name="zram", priority=100)
+def test_swap_space_uses_devices_by_priority_and_round_trips_handles(one_zone_machine, fake_swap) -> None:
+    m = one_zone_machine()
+    space = SwapSpace(m.vmstat)
+    low = fake_swap(capacity=3, name="disk", priority=-2)
+    high = fake_swap(capacity=2, name="zram", priority=100)
     space.register(low)
     space.register(high)
     handles = space.swap_out_many(np.arange(10, 17, dtype=np.uint64))
@@ -284,8 +245,8 @@ def test_swap_space_uses_devices_by_priority_and_round_trips_handles() -> None:
         space.swap_in(31)
 
 
-def test_owners_that_answer_nonsense_get_a_clear_error() -> None:
-    m = small_machine()
+def test_owners_that_answer_nonsense_get_a_clear_error(one_zone_machine) -> None:
+    m = one_zone_machine()
 
     class Liar(CountingOwner):
         def shrink(self, kind: PageKind, nr_to_scan: int, sc: ShrinkControl) -> ShrinkResult:
@@ -299,8 +260,8 @@ def test_owners_that_answer_nonsense_get_a_clear_error() -> None:
 
 
 # ------------------------------------------------------------------ direct reclaim
-def test_direct_reclaim_lowers_priority_until_32_pages() -> None:
-    m = small_machine()
+def test_direct_reclaim_lowers_priority_until_32_pages(one_zone_machine) -> None:
+    m = one_zone_machine()
     w = LruOwner(m, "cache")
     w.alloc(6000, FILE)
     sc = try_to_free_pages(m, 0, ZoneType.NORMAL)
@@ -314,35 +275,35 @@ def test_direct_reclaim_lowers_priority_until_32_pages() -> None:
     assert_consistent(m)
 
 
-def test_allocstall_is_counted_for_the_requests_highest_zone() -> None:
-    m = small_machine()
+def test_allocstall_is_counted_for_the_requests_highest_zone(one_zone_machine) -> None:
+    m = one_zone_machine()
     try_to_free_pages(m, 0, ZoneType.MOVABLE)  # GFP_HIGHUSER_MOVABLE's zone, though the machine has none
     try_to_free_pages(m, 0, ZoneType.DMA32)
     assert m.vmstat["allocstall_movable"] == 1 and m.vmstat["allocstall_dma32"] == 1
 
 
-def test_costly_direct_reclaim_stops_when_compaction_is_ready() -> None:
-    m = small_machine()
+def test_costly_direct_reclaim_stops_when_compaction_is_ready(one_zone_machine, monkeypatch) -> None:
+    m = one_zone_machine()
     w = LruOwner(m, "cache")
     w.alloc(6000, FILE)
-    reclaim_state(m).compaction_suitable = lambda *_: "success"
+    monkeypatch.setattr(vmscan, "compaction_suitable", lambda *_: COMPACT_SUCCESS)
     sc = try_to_free_pages(m, 9, ZoneType.NORMAL)
     assert sc.compaction_ready and sc.nr_scanned == 0
     assert sc.nr_reclaimed == 1  # do_try_to_free_pages reports progress so the caller compacts
     assert len(w.pages) == 6000
 
 
-def test_reclaim_for_compaction_continues_until_compaction_can_run() -> None:
-    m = small_machine()
+def test_reclaim_for_compaction_continues_until_compaction_can_run(one_zone_machine, monkeypatch) -> None:
+    m = one_zone_machine()
     w = LruOwner(m, "cache")
     w.alloc(6000, FILE)
     verdicts: list[int] = []
 
-    def suitable(machine: Machine, zone: object, order: int, idx: int) -> str:
+    def suitable(machine: Machine, zone: object, order: int, alloc_flags: int, idx: int) -> CompactResult:
         verdicts.append(order)
-        return "skipped" if len(verdicts) < 4 else "continue"
+        return COMPACT_SKIPPED if len(verdicts) < 4 else COMPACT_CONTINUE
 
-    reclaim_state(m).compaction_suitable = suitable
+    monkeypatch.setattr(vmscan, "compaction_suitable", suitable)
     sc = ScanControl(nr_to_reclaim=32, order=4, priority=6)
     shrink_node(m, sc)
     # order 4 > PAGE_ALLOC_COSTLY_ORDER: reclaim/compaction mode.  Rounds at priority 6:
@@ -358,8 +319,8 @@ def test_reclaim_for_compaction_continues_until_compaction_can_run() -> None:
 
 
 # ------------------------------------------------------------------ kswapd
-def test_balance_pgdat_reaches_the_high_watermark() -> None:
-    m = small_machine()
+def test_balance_pgdat_reaches_the_high_watermark(one_zone_machine) -> None:
+    m = one_zone_machine()
     w = LruOwner(m, "cache")
     w.alloc(8192, FILE, gfp=GFP_KERNEL)  # down to the min watermark
     zone = m.zones[0]
@@ -371,44 +332,23 @@ def test_balance_pgdat_reaches_the_high_watermark() -> None:
     assert zone.free_pages > zone.wmark_high
     assert m.vmstat["pageoutrun"] == 1
     assert m.vmstat["pgsteal_kswapd"] == sc.nr_reclaimed > 0 and m.vmstat["pgsteal_direct"] == 0
-    assert reclaim_state(m).kswapd_failures == 0
+    assert m.reclaim.kswapd_failures == 0
     assert_consistent(m)
 
 
-def test_balance_pgdat_with_nothing_to_reclaim_counts_a_failure() -> None:
-    m = small_machine()
+def test_balance_pgdat_with_nothing_to_reclaim_counts_a_failure(one_zone_machine) -> None:
+    m = one_zone_machine()
     w = LruOwner(m, "heap")
     w.alloc(8192, ANON, gfp=GFP_KERNEL)  # anon, and no swap
     _, sc = balance_pgdat(m, 0, ZoneType.NORMAL)
     assert sc.nr_reclaimed == 0 and sc.priority == 0
-    assert reclaim_state(m).kswapd_failures == 1
+    assert m.reclaim.kswapd_failures == 1
     assert_consistent(m)
 
 
-def _checkerboard(m: Machine) -> tuple[LruOwner, SimpleOwner]:
-    """Take every free page (past the watermarks, straight from the free lists): even pfns
-    become page cache, odd ones kernel memory.  Whatever reclaim frees stays order 0."""
-    zone = m.zones[0]
-    got: list[int] = []
-    for mt in range(3):
-        while (pfn := m.buddy.rmqueue_smallest(zone, 0, mt)) >= 0:
-            got.append(pfn)
-    pfns = np.sort(np.asarray(got, dtype=np.int64))
-    cache = LruOwner(m, "cache")
-    kernel = SimpleOwner(m, "kernel")
-    even, odd = pfns[pfns % 2 == 0], pfns[pfns % 2 == 1]
-    m.pages.kind[even] = FILE
-    m.pages.owner[even] = cache.owner_id
-    cache.add_many(even)
-    m.pages.kind[odd] = PageKind.KERNEL
-    m.pages.owner[odd] = kernel.owner_id
-    kernel.pages.add_many(odd, np.arange(len(odd), dtype=np.uint64))
-    return cache, kernel
-
-
-def test_balance_pgdat_for_a_high_order_falls_back_to_order_0() -> None:
-    m = small_machine()
-    _checkerboard(m)
+def test_balance_pgdat_for_a_high_order_falls_back_to_order_0(one_zone_machine, checkerboard) -> None:
+    m = one_zone_machine()
+    checkerboard(m)
     assert m.zones[0].free_pages == 0
     order, sc = balance_pgdat(m, 3, ZoneType.NORMAL)
     # no order-3 block can form; once compact_gap(3) = 16 pages are reclaimed kswapd
@@ -419,16 +359,16 @@ def test_balance_pgdat_for_a_high_order_falls_back_to_order_0() -> None:
     assert_consistent(m)
 
 
-def test_balance_pgdat_returns_at_once_when_balanced() -> None:
-    m = small_machine()
+def test_balance_pgdat_returns_at_once_when_balanced(one_zone_machine) -> None:
+    m = one_zone_machine()
     order, sc = balance_pgdat(m, 3, ZoneType.NORMAL)
     assert order == 3 and sc.nr_scanned == 0 and m.vmstat["pageoutrun"] == 1
-    assert reclaim_state(m).kswapd_failures == 0
+    assert m.reclaim.kswapd_failures == 0
 
 
 # ------------------------------------------------------------------ slab
-def test_shrink_slab_scans_twice_freeable_over_priority() -> None:
-    m = small_machine()
+def test_shrink_slab_scans_twice_freeable_over_priority(one_zone_machine) -> None:
+    m = one_zone_machine()
     s = FakeShrinker(1000)
     register_shrinker(m, s)
     assert shrink_slab(m, DEF_PRIORITY) == 0  # 1000 >> 12 = 0
@@ -460,9 +400,10 @@ def _migrate(m: Machine, src: np.ndarray) -> None:
 @given(st.lists(st.tuples(st.sampled_from(["alloc_a", "alloc_f", "free", "touch", "write", "reclaim",
                                            "migrate", "swapin"]),
                           st.integers(1, 300)), max_size=25))
-def test_lru_owner_stays_consistent_under_random_operations(ops: list[tuple[str, int]]) -> None:
-    m = small_machine(4096)
-    register_swap_device(m, FakeSwap(capacity=100_000))
+def test_lru_owner_stays_consistent_under_random_operations(one_zone_machine, fake_swap,
+                                                            ops: list[tuple[str, int]]) -> None:
+    m = one_zone_machine(4096)
+    register_swap_device(m, fake_swap(capacity=100_000))
     w = LruOwner(m, "w")
     for op, n in ops:
         held = w.pages.pfns()
@@ -487,7 +428,7 @@ def test_lru_owner_stays_consistent_under_random_operations(ops: list[tuple[str,
         kinds = m.pages.kind[w.pages.pfns()]
         assert sizes[ANON] == int(np.count_nonzero(kinds == ANON))
         assert sizes[FILE] == int(np.count_nonzero(kinds == FILE))
-        assert w.nr_swapped == reclaim_state(m).swap.nr_used
+        assert w.nr_swapped == m.swap.nr_used
         assert w.swap_corruptions == 0
     # every page the owner holds is on its lists exactly once: a priority-0 pass
     # (SCAN_EQUAL, swap has room) scans each of them
@@ -498,15 +439,15 @@ def test_lru_owner_stays_consistent_under_random_operations(ops: list[tuple[str,
     assert_consistent(m)
 
 
-def test_reclaimable_protocol_is_what_owners_implement() -> None:
-    m = small_machine()
+def test_reclaimable_protocol_is_what_owners_implement(one_zone_machine) -> None:
+    m = one_zone_machine()
     assert isinstance(LruOwner(m, "w"), Reclaimable)
     assert isinstance(CountingOwner(m, "c", 0, 0), Reclaimable)
     assert not isinstance(Owner(), Reclaimable)
 
 
-def test_an_owner_that_churns_without_reclaim_keeps_its_lists_small() -> None:
-    m = small_machine()
+def test_an_owner_that_churns_without_reclaim_keeps_its_lists_small(one_zone_machine, fake_swap) -> None:
+    m = one_zone_machine()
     w = LruOwner(m, "proc")
     for _ in range(60):
         pfns = w.alloc(500, ANON)
@@ -517,5 +458,5 @@ def test_an_owner_that_churns_without_reclaim_keeps_its_lists_small() -> None:
     assert len(w._queues[ANON]) <= 2 * 10 + 4096 + 600
     stats = reclaim_pages(m, 100, priority=0)
     assert stats.scanned == 0  # no swap: anon not scanned; the lists hold nothing stale that counts
-    register_swap_device(m, FakeSwap(100))
+    register_swap_device(m, fake_swap(100))
     assert reclaim_pages(m, 100, priority=0).scanned == 10

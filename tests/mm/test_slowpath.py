@@ -3,23 +3,38 @@
 Truth: the kernel's control flow, worked through by hand for each state (which
 steps run, in which order, with which compaction priority, how often it retries),
 the kernel's counters, and the checker after every scenario.  Compaction is a
-stand-in here so that the slow path is tested against what compaction answers:
-``ScriptedCompaction`` answers from a script; ``MiniCompaction`` really moves LRU
-pages out of one aligned block, as compaction would, and counts
-``compact_stall``/``compact_success``/``compact_fail`` as ``__alloc_pages_direct_compact``
-does.  The test with the real compaction module runs once that module exists.
+stand-in in most tests (put behind the slow path with the ``stand_in`` fixture) so
+that the slow path is tested against what compaction answers: ``ScriptedCompaction``
+answers from a script; ``MiniCompaction`` really moves LRU pages out of one aligned
+block, as compaction would, and counts ``compact_stall``/``compact_success``/``compact_fail``
+as ``__alloc_pages_direct_compact`` does.  The rest run the real compaction.
 """
 
 from __future__ import annotations
 
-import importlib.util
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pytest
 
+from pagemig.mm import slowpath
 from pagemig.mm.buddy import AllocContext
+from pagemig.mm.compaction import (
+    COMPACT_COMPLETE,
+    COMPACT_CONTINUE,
+    COMPACT_DEFERRED,
+    COMPACT_PARTIAL_SKIPPED,
+    COMPACT_PRIO_ASYNC,
+    COMPACT_PRIO_SYNC_FULL,
+    COMPACT_PRIO_SYNC_LIGHT,
+    COMPACT_SKIPPED,
+    COMPACT_SUCCESS,
+    CompactPriority,
+    CompactResult,
+    add_stall,
+)
 from pagemig.mm.costs import COST_ALLOC_FAST
-from pagemig.mm.daemons import KswapdMode, daemon_state, install_full_mm
 from pagemig.mm.gfp import (
     GFP_ATOMIC,
     GFP_HIGHUSER_MOVABLE,
@@ -29,19 +44,14 @@ from pagemig.mm.gfp import (
     MigrateType,
 )
 from pagemig.mm.invariants import assert_consistent
-from pagemig.mm.machine import Machine, MachineConfig
+from pagemig.mm.lru import LruOwner
+from pagemig.mm.machine import Machine
+from pagemig.mm.node import KswapdMode
 from pagemig.mm.owner import SimpleOwner
 from pagemig.mm.pages import PageFlag, PageKind
-from pagemig.mm.reclaim import LruOwner
-from pagemig.mm.slowpath import (
-    COMPACT_PRIO_ASYNC,
-    COMPACT_PRIO_SYNC_FULL,
-    COMPACT_PRIO_SYNC_LIGHT,
-    FullSlowPath,
-    ModuleCompaction,
-    SlowPathTrace,
-)
-from pagemig.mm.zone import Zone, ZoneSpec
+from pagemig.mm.slowpath import FullSlowPath, SlowPathTrace
+from pagemig.mm.swap import register_swap_device
+from pagemig.mm.zone import Zone
 
 ANON = PageKind.ANON
 FILE = PageKind.FILE
@@ -52,32 +62,45 @@ ASYNC, LIGHT, FULL = COMPACT_PRIO_ASYNC, COMPACT_PRIO_SYNC_LIGHT, COMPACT_PRIO_S
 # itself does, and with catch-up a woken kswapd would reclaim first.
 
 
-def small_machine(pages: int = 8192) -> Machine:
-    """One Normal zone; min_free_kbytes 1024 -> min 256, low 320, high 384 (see test_reclaim)."""
-    return Machine(MachineConfig(zones=(ZoneSpec("Normal", 0, pages),), min_free_kbytes=1024))
+def slow_path(m: Machine) -> FullSlowPath:
+    """The booted machine's slow path (its ``stats`` and ``last`` trace are what the tests read)."""
+    sp = m.slowpath
+    assert isinstance(sp, FullSlowPath)
+    return sp
+
+
+@pytest.fixture
+def stand_in(monkeypatch: pytest.MonkeyPatch) -> Callable[[Any], Any]:
+    """Factory: ``stand_in(comp)`` puts a stand-in compaction behind the slow path, answering
+    its two calls into compaction (``__alloc_pages_direct_compact`` and
+    ``compaction_zonelist_suitable``) for the rest of the test."""
+
+    def install(comp: Any) -> Any:
+        monkeypatch.setattr(slowpath, "alloc_pages_direct_compact", comp.direct_compact)
+        monkeypatch.setattr(slowpath, "compaction_zonelist_suitable", comp.zonelist_suitable)
+        return comp
+
+    return install
 
 
 class ScriptedCompaction:
     """Answers each direct compaction from a script (the last answer repeats), never
-    finds a page, and charges 1 ms per call."""
+    finds a page, and charges 1 ms per call to the allocation's stall clock (as
+    compaction charges its time); reclaim could never help (``zonelist_suitable``)."""
 
-    def __init__(self, *results: str) -> None:
-        self.results = list(results) or ["complete"]
-        self.prios: list[int] = []
-        self.total = 0.0
+    def __init__(self, *results: CompactResult) -> None:
+        self.results = list(results) or [COMPACT_COMPLETE]
+        self.prios: list[CompactPriority] = []
 
     def direct_compact(self, machine: Machine, order: int, alloc_flags: int, ac: AllocContext,
-                       prio: int) -> tuple[int, Zone | None, str]:
+                       prio: CompactPriority) -> tuple[int, Zone | None, CompactResult]:
         i = min(len(self.prios), len(self.results) - 1)
         self.prios.append(prio)
-        self.total += 1e-3
+        add_stall(machine, 1e-3)
         return -1, None, self.results[i]
 
     def zonelist_suitable(self, machine: Machine, ac: AllocContext, order: int, alloc_flags: int) -> bool:
         return False
-
-    def seconds(self, machine: Machine) -> float:
-        return self.total
 
 
 class MiniCompaction:
@@ -86,15 +109,12 @@ class MiniCompaction:
     told), then allocates.  Async mode only takes pageblocks of the request's type."""
 
     def __init__(self) -> None:
-        self.prios: list[int] = []
-
-    def seconds(self, machine: Machine) -> float:
-        return 0.0
+        self.prios: list[CompactPriority] = []
 
     def zonelist_suitable(self, machine: Machine, ac: AllocContext, order: int, alloc_flags: int) -> bool:
         return False
 
-    def _candidate(self, machine: Machine, zone: Zone, order: int, ac: AllocContext, prio: int) -> int:
+    def _candidate(self, machine: Machine, zone: Zone, order: int, ac: AllocContext, prio: CompactPriority) -> int:
         pages = machine.pages
         size = 1 << order
         for start in range(zone.start_pfn, zone.end_pfn - size + 1, size):
@@ -111,7 +131,7 @@ class MiniCompaction:
         return -1
 
     def direct_compact(self, machine: Machine, order: int, alloc_flags: int, ac: AllocContext,
-                       prio: int) -> tuple[int, Zone | None, str]:
+                       prio: CompactPriority) -> tuple[int, Zone | None, CompactResult]:
         self.prios.append(prio)
         zone = ac.zonelist[0]
         vm = machine.vmstat
@@ -119,7 +139,7 @@ class MiniCompaction:
         start = self._candidate(machine, zone, order, ac, prio)
         if start < 0:
             vm["compact_fail"] += 1
-            return -1, None, "complete"
+            return -1, None, COMPACT_COMPLETE
         pages = machine.pages
         end = start + (1 << order)
         src = start + np.flatnonzero(pages.kind[start:end] != PageKind.FREE)
@@ -143,64 +163,46 @@ class MiniCompaction:
         pfn, got = machine.buddy.get_page_from_freelist(order, alloc_flags, ac)
         if pfn >= 0:
             vm["compact_success"] += 1
-            return pfn, got, "success"
+            return pfn, got, COMPACT_SUCCESS
         vm["compact_fail"] += 1
-        return -1, None, "complete"
+        return -1, None, COMPACT_COMPLETE
 
 
-def fill_to_min(m: Machine, kind: PageKind = FILE) -> LruOwner:
+def fill_to_min(m: Machine, allocator_only: Callable[[Machine], Any], kind: PageKind = FILE) -> LruOwner:
     """Fill the zone with LRU pages through the bare slow path: the bulk grab stops at
     low + 1 (321 free), single allocations go on at low (to 320), the bare slow path at
     min (to 256).  So the owner ends with 8192 - 256 = 7936 pages and 256 are free."""
     w = LruOwner(m, "cache" if kind == FILE else "heap")
-    w.alloc(8192, kind, gfp=GFP_KERNEL)
+    with allocator_only(m):
+        w.alloc(8192, kind, gfp=GFP_KERNEL)
     assert m.zones[0].free_pages == 256 and len(w.pages) == 7936
     return w
 
 
-def checkerboard(m: Machine, kind: PageKind = FILE, lru_every: int = 2) -> tuple[LruOwner, SimpleOwner]:
-    """Every page taken (straight from the free lists): every ``lru_every``-th pfn an LRU
-    page of ``kind``, the rest kernel memory.  Free pages that appear later stay order 0."""
-    zone = m.zones[0]
-    got: list[int] = []
-    for mt in range(3):
-        while (pfn := m.buddy.rmqueue_smallest(zone, 0, mt)) >= 0:
-            got.append(pfn)
-    pfns = np.sort(np.asarray(got, dtype=np.int64))
-    lru = LruOwner(m, "lru")
-    kernel = SimpleOwner(m, "kernel")
-    mine = pfns[pfns % lru_every == 0]
-    rest = pfns[pfns % lru_every != 0]
-    m.pages.kind[mine] = kind
-    m.pages.owner[mine] = lru.owner_id
-    lru.add_many(mine)
-    m.pages.kind[rest] = PageKind.KERNEL
-    m.pages.owner[rest] = kernel.owner_id
-    kernel.pages.add_many(rest, np.arange(len(rest), dtype=np.uint64) + 7)
-    return lru, kernel
-
-
 # ------------------------------------------------------------------ atomic requests
 @pytest.mark.parametrize("gfp", [GFP_ATOMIC, GFP_NOWAIT])
-def test_atomic_requests_never_reclaim_and_fail_after_the_min_watermark_retry(gfp: int) -> None:
-    m = small_machine()
+def test_atomic_requests_never_reclaim_and_fail_after_the_min_watermark_retry(
+        gfp: int, one_zone_machine, checkerboard, stand_in,
+) -> None:
+    m = one_zone_machine(booted=True, kswapd_catch_up=False)
     lru, _ = checkerboard(m)
-    sp = install_full_mm(m, ScriptedCompaction(), kswapd_catch_up=False)
+    stand_in(ScriptedCompaction())
+    sp = slow_path(m)
     assert m.alloc_pages(gfp, 0, lru.owner_id, FILE) == -1
     trace = sp.last
     assert trace is not None and trace.reason == "atomic"
     assert trace.reclaim_rounds == 0 and trace.compact_attempts == 0
     assert m.vmstat["pgscan_direct"] == 0 and not any(k.startswith("allocstall") for k in m.vmstat)
     assert trace.seconds == pytest.approx(2 * COST_ALLOC_FAST)  # the min-watermark try and the retry loop's
-    assert daemon_state(m).kswapd.mode is KswapdMode.RUNNABLE  # but kswapd was woken
+    assert m.kswapd.mode is KswapdMode.RUNNABLE  # but kswapd was woken
     assert m.vmstat["pgalloc_fail"] == 1
     assert_consistent(m)
 
 
-def test_gfp_atomic_dips_into_the_reserves() -> None:
-    m = small_machine()
-    w = fill_to_min(m)  # 256 free = min
-    install_full_mm(m, ScriptedCompaction(), kswapd_catch_up=False)
+def test_gfp_atomic_dips_into_the_reserves(one_zone_machine, stand_in, allocator_only) -> None:
+    m = one_zone_machine(booted=True, kswapd_catch_up=False)
+    w = fill_to_min(m, allocator_only)  # 256 free = min
+    stand_in(ScriptedCompaction())
     # ALLOC_HIGH halves min (256 - 128 = 128), ALLOC_HARDER takes a quarter of that
     # (128 - 32 = 96): order 0 needs free > 96, so 256 - 96 = 160 allocations succeed
     got = [m.alloc_pages(GFP_ATOMIC, 0, w.owner_id, FILE) for _ in range(200)]
@@ -214,10 +216,11 @@ def test_gfp_atomic_dips_into_the_reserves() -> None:
 
 
 # ------------------------------------------------------------------ direct reclaim
-def test_gfp_kernel_reclaims_file_pages_when_below_min() -> None:
-    m = small_machine()
-    w = fill_to_min(m)
-    sp = install_full_mm(m, ScriptedCompaction(), kswapd_catch_up=False)
+def test_gfp_kernel_reclaims_file_pages_when_below_min(one_zone_machine, stand_in, allocator_only) -> None:
+    m = one_zone_machine(booted=True, kswapd_catch_up=False)
+    w = fill_to_min(m, allocator_only)
+    stand_in(ScriptedCompaction())
+    sp = slow_path(m)
     k = SimpleOwner(m, "k")
     pfn = m.alloc_pages(GFP_KERNEL, 0, k.owner_id, PageKind.KERNEL)
     assert pfn >= 0
@@ -236,14 +239,17 @@ def test_gfp_kernel_reclaims_file_pages_when_below_min() -> None:
 
 
 # ------------------------------------------------------------------ compaction
-def test_order3_gfp_kernel_blocked_by_movable_pages_is_rescued_by_compaction() -> None:
-    m = small_machine()
+def test_order3_gfp_kernel_blocked_by_movable_pages_is_rescued_by_compaction(
+        one_zone_machine, checkerboard, stand_in,
+) -> None:
+    m = one_zone_machine(booted=True, kswapd_catch_up=False)
     w, _ = checkerboard(m, kind=ANON, lru_every=1)  # everything is anon, movable, unreclaimable (no swap)
     # free every other page of the top half: 2048 free pages, none with a free buddy
     w.free(w.pages.pfns()[4096::2])
     assert m.zones[0].free_pages == 2048 and m.zones[0].nr_free(0) == 2048
     comp = MiniCompaction()
-    sp = install_full_mm(m, comp, kswapd_catch_up=False)
+    stand_in(comp)
+    sp = slow_path(m)
     k = SimpleOwner(m, "driver")
     pfn = m.alloc_pages(GFP_KERNEL | Gfp.COMP, 3, k.owner_id, PageKind.KERNEL)
     assert pfn >= 0 and pfn % 8 == 0
@@ -254,7 +260,7 @@ def test_order3_gfp_kernel_blocked_by_movable_pages_is_rescued_by_compaction() -
     # (there are none); then the loop: reclaim (nothing: anon without swap), compaction at
     # SYNC_LIGHT, which moves the 8 pages of the first block
     assert comp.prios == [ASYNC, LIGHT]
-    assert trace.compact_results == ["complete", "success"]
+    assert trace.compact_results == [COMPACT_COMPLETE, COMPACT_SUCCESS]
     assert trace.reclaim_rounds == 1 and trace.reclaimed == 0
     assert m.vmstat["allocstall_normal"] == 1 and m.vmstat["pgscan_direct"] == 0
     assert m.vmstat["compact_stall"] == 2
@@ -263,12 +269,12 @@ def test_order3_gfp_kernel_blocked_by_movable_pages_is_rescued_by_compaction() -
     assert_consistent(m)  # the anon owner's content came along with its pages
 
 
-def test_movable_order3_request_goes_straight_to_reclaim() -> None:
-    m = small_machine()
+def test_movable_order3_request_goes_straight_to_reclaim(one_zone_machine, checkerboard, stand_in) -> None:
+    m = one_zone_machine(booted=True, kswapd_catch_up=False)
     w, _ = checkerboard(m, kind=ANON, lru_every=1)
     w.free(w.pages.pfns()[4096::2])
     comp = MiniCompaction()
-    install_full_mm(m, comp, kswapd_catch_up=False)
+    stand_in(comp)
     pfn = m.alloc_pages(GFP_HIGHUSER_MOVABLE | Gfp.COMP, 3, w.owner_id, ANON)
     assert pfn >= 0
     # a movable, non-costly request skips the initial async compaction; the loop's
@@ -279,12 +285,15 @@ def test_movable_order3_request_goes_straight_to_reclaim() -> None:
 
 
 # ------------------------------------------------------------------ giving up
-def test_costly_noretry_gives_up_when_compaction_was_skipped_or_deferred() -> None:
-    for answer in ("skipped", "deferred"):
-        m = small_machine()
+def test_costly_noretry_gives_up_when_compaction_was_skipped_or_deferred(
+        one_zone_machine, checkerboard, stand_in,
+) -> None:
+    for answer in (COMPACT_SKIPPED, COMPACT_DEFERRED):
+        m = one_zone_machine(booted=True, kswapd_catch_up=False)
         checkerboard(m)
         comp = ScriptedCompaction(answer)
-        sp = install_full_mm(m, comp, kswapd_catch_up=False)
+        stand_in(comp)
+        sp = slow_path(m)
         assert m.alloc_pages(GFP_KERNEL | Gfp.NORETRY, 4, 1, PageKind.KERNEL) == -1
         assert comp.prios == [ASYNC]
         assert sp.last is not None and sp.last.reclaim_rounds == 0 and sp.last.reason == "noretry"
@@ -292,21 +301,23 @@ def test_costly_noretry_gives_up_when_compaction_was_skipped_or_deferred() -> No
         assert_consistent(m)
 
 
-def test_costly_noretry_otherwise_makes_one_async_round() -> None:
-    m = small_machine()
+def test_costly_noretry_otherwise_makes_one_async_round(one_zone_machine, checkerboard, stand_in) -> None:
+    m = one_zone_machine(booted=True, kswapd_catch_up=False)
     checkerboard(m)
-    comp = ScriptedCompaction("complete")
-    sp = install_full_mm(m, comp, kswapd_catch_up=False)
+    comp = ScriptedCompaction(COMPACT_COMPLETE)
+    stand_in(comp)
+    sp = slow_path(m)
     assert m.alloc_pages(GFP_KERNEL | Gfp.NORETRY, 4, 1, PageKind.KERNEL) == -1
     assert comp.prios == [ASYNC, ASYNC]  # the loop keeps async: sync could be very expensive
     assert sp.last is not None and sp.last.reclaim_rounds == 1 and sp.last.reason == "noretry"
 
 
-def test_noretry_stops_after_one_reclaim_and_compaction_round() -> None:
-    m = small_machine()
+def test_noretry_stops_after_one_reclaim_and_compaction_round(one_zone_machine, checkerboard, stand_in) -> None:
+    m = one_zone_machine(booted=True, kswapd_catch_up=False)
     checkerboard(m)
-    comp = ScriptedCompaction("complete")
-    sp = install_full_mm(m, comp, kswapd_catch_up=False)
+    comp = ScriptedCompaction(COMPACT_COMPLETE)
+    stand_in(comp)
+    sp = slow_path(m)
     assert m.alloc_pages(GFP_KERNEL | Gfp.NORETRY, 2, 1, PageKind.KERNEL) == -1
     assert comp.prios == [ASYNC, LIGHT]
     trace = sp.last
@@ -316,21 +327,23 @@ def test_noretry_stops_after_one_reclaim_and_compaction_round() -> None:
     assert trace.seconds > 3 * COST_ALLOC_FAST + 2e-3
 
 
-def test_costly_orders_without_retry_mayfail_make_one_round() -> None:
-    m = small_machine()
+def test_costly_orders_without_retry_mayfail_make_one_round(one_zone_machine, checkerboard, stand_in) -> None:
+    m = one_zone_machine(booted=True, kswapd_catch_up=False)
     checkerboard(m)
-    comp = ScriptedCompaction("complete")
-    sp = install_full_mm(m, comp, kswapd_catch_up=False)
+    comp = ScriptedCompaction(COMPACT_COMPLETE)
+    stand_in(comp)
+    sp = slow_path(m)
     assert m.alloc_pages(GFP_KERNEL, 5, 1, PageKind.KERNEL) == -1
     assert comp.prios == [ASYNC, LIGHT]
     assert sp.last is not None and sp.last.reason == "costly" and sp.last.reclaim_rounds == 1
 
 
-def test_priority_escalates_to_sync_full_for_non_costly_orders() -> None:
-    m = small_machine()
+def test_priority_escalates_to_sync_full_for_non_costly_orders(one_zone_machine, checkerboard, stand_in) -> None:
+    m = one_zone_machine(booted=True, kswapd_catch_up=False)
     checkerboard(m)
-    comp = ScriptedCompaction("complete")
-    sp = install_full_mm(m, comp, kswapd_catch_up=False)
+    comp = ScriptedCompaction(COMPACT_COMPLETE)
+    stand_in(comp)
+    sp = slow_path(m)
     assert m.alloc_pages(GFP_KERNEL, 3, 1, PageKind.KERNEL) == -1
     # "complete" = compaction_failed: each failure raises the priority until SYNC_FULL, then stop
     assert comp.prios == [ASYNC, LIGHT, FULL]
@@ -340,20 +353,22 @@ def test_priority_escalates_to_sync_full_for_non_costly_orders() -> None:
     assert_consistent(m)
 
 
-def test_costly_retry_mayfail_stops_escalating_at_sync_light() -> None:
-    m = small_machine()
+def test_costly_retry_mayfail_stops_escalating_at_sync_light(one_zone_machine, checkerboard, stand_in) -> None:
+    m = one_zone_machine(booted=True, kswapd_catch_up=False)
     checkerboard(m)
-    comp = ScriptedCompaction("complete")
-    install_full_mm(m, comp, kswapd_catch_up=False)
+    comp = ScriptedCompaction(COMPACT_COMPLETE)
+    stand_in(comp)
     assert m.alloc_pages(GFP_KERNEL | Gfp.RETRY_MAYFAIL, 4, 1, PageKind.KERNEL) == -1
     assert comp.prios == [ASYNC, LIGHT]
 
 
-def test_compaction_that_makes_progress_is_retried_max_compact_retries_times() -> None:
-    m = small_machine()
+def test_compaction_that_makes_progress_is_retried_max_compact_retries_times(
+        one_zone_machine, checkerboard, stand_in,
+) -> None:
+    m = one_zone_machine(booted=True, kswapd_catch_up=False)
     checkerboard(m)
-    comp = ScriptedCompaction("success")  # progress, but someone else always takes the page
-    install_full_mm(m, comp, kswapd_catch_up=False)
+    comp = ScriptedCompaction(COMPACT_SUCCESS)  # progress, but someone else always takes the page
+    stand_in(comp)
     assert m.alloc_pages(GFP_KERNEL, 3, 1, PageKind.KERNEL) == -1
     # initial async try; then at SYNC_LIGHT retries 1..16 go round again, the 17th
     # escalates to SYNC_FULL (retries reset); 17 more rounds there, and the 17th gives up
@@ -361,32 +376,36 @@ def test_compaction_that_makes_progress_is_retried_max_compact_retries_times() -
     assert_consistent(m)
 
 
-def test_costly_retry_mayfail_compaction_retries_are_a_quarter() -> None:
-    m = small_machine()
+def test_costly_retry_mayfail_compaction_retries_are_a_quarter(one_zone_machine, checkerboard, stand_in) -> None:
+    m = one_zone_machine(booted=True, kswapd_catch_up=False)
     checkerboard(m)
-    comp = ScriptedCompaction("success")
-    install_full_mm(m, comp, kswapd_catch_up=False)
+    comp = ScriptedCompaction(COMPACT_SUCCESS)
+    stand_in(comp)
     assert m.alloc_pages(GFP_KERNEL | Gfp.RETRY_MAYFAIL, 4, 1, PageKind.KERNEL) == -1
     # MAX_COMPACT_RETRIES / 4 = 4 retries at SYNC_LIGHT, the 5th round cannot escalate
     assert comp.prios == [ASYNC] + [LIGHT] * 5
 
 
-def test_reclaim_retry_gives_up_after_max_reclaim_retries_without_progress() -> None:
-    m = small_machine()
-    fill_to_min(m, kind=ANON)  # 7936 anon pages, no swap: reclaim finds nothing, ever
+def test_reclaim_retry_gives_up_after_max_reclaim_retries_without_progress(
+        one_zone_machine, stand_in, allocator_only,
+) -> None:
+    m = one_zone_machine(booted=True, kswapd_catch_up=False)
+    fill_to_min(m, allocator_only, kind=ANON)  # 7936 anon pages, no swap: reclaim finds nothing, ever
     # should_reclaim_retry: no reclaimable pages (anon, no swap), so available = free = 256,
     # not above min (256): no retry, and no progress means no compaction retry either
-    sp = install_full_mm(m, ScriptedCompaction(), kswapd_catch_up=False)
+    stand_in(ScriptedCompaction())
+    sp = slow_path(m)
     k = SimpleOwner(m, "k")
     assert m.alloc_pages(GFP_KERNEL, 0, k.owner_id, PageKind.KERNEL) == -1
     assert sp.last is not None and sp.last.reason == "no_progress" and sp.last.retries == 0
     assert m.vmstat["allocstall_normal"] == 1
 
 
-def test_reclaim_retry_goes_on_while_reclaim_could_help() -> None:
-    m = small_machine()
+def test_reclaim_retry_goes_on_while_reclaim_could_help(one_zone_machine, checkerboard, stand_in) -> None:
+    m = one_zone_machine(booted=True, kswapd_catch_up=False)
     checkerboard(m, kind=FILE, lru_every=1)  # all 8192 pages clean page cache, none free
-    sp = install_full_mm(m, ScriptedCompaction(), kswapd_catch_up=False)
+    stand_in(ScriptedCompaction())
+    sp = slow_path(m)
     pfns = [m.alloc_pages(GFP_KERNEL, 0, 2, PageKind.KERNEL) for _ in range(3)]
     assert all(p >= 0 for p in pfns)
     # The first request reclaims until free > min (256), one direct reclaim per round, each
@@ -405,10 +424,13 @@ def test_reclaim_retry_goes_on_while_reclaim_could_help() -> None:
     assert_consistent(m)
 
 
-def test_nofail_gets_one_attempt_with_alloc_harder_then_fails_without_an_oom_killer() -> None:
-    m = small_machine()
-    fill_to_min(m, kind=ANON)  # 256 free = min, nothing reclaimable
-    sp = install_full_mm(m, ScriptedCompaction(), kswapd_catch_up=False)
+def test_nofail_gets_one_attempt_with_alloc_harder_then_fails_without_an_oom_killer(
+        one_zone_machine, checkerboard, stand_in, allocator_only,
+) -> None:
+    m = one_zone_machine(booted=True, kswapd_catch_up=False)
+    fill_to_min(m, allocator_only, kind=ANON)  # 256 free = min, nothing reclaimable
+    stand_in(ScriptedCompaction())
+    sp = slow_path(m)
     k = SimpleOwner(m, "k")
     assert m.alloc_pages(GFP_KERNEL, 0, k.owner_id, PageKind.KERNEL) == -1
     # NOFAIL: ALLOC_HARDER lowers min by a quarter (192), 256 > 192
@@ -417,19 +439,21 @@ def test_nofail_gets_one_attempt_with_alloc_harder_then_fails_without_an_oom_kil
     k.pages.add(pfn, 5)
     assert_consistent(m)
 
-    m2 = small_machine()
+    m2 = one_zone_machine(booted=True, kswapd_catch_up=False)
     checkerboard(m2, kind=ANON, lru_every=1)  # nothing free, nothing reclaimable
-    sp = install_full_mm(m2, ScriptedCompaction(), kswapd_catch_up=False)
+    stand_in(ScriptedCompaction())
+    sp = slow_path(m2)
     assert m2.alloc_pages(GFP_KERNEL | Gfp.NOFAIL, 0, 1, PageKind.KERNEL) == -1
     assert sp.last is not None and sp.last.reason == "nofail"
     assert_consistent(m2)
 
 
-def test_on_trace_receives_every_slow_path_allocation() -> None:
-    m = small_machine()
+def test_on_trace_receives_every_slow_path_allocation(one_zone_machine, checkerboard, stand_in) -> None:
+    m = one_zone_machine(booted=True, kswapd_catch_up=False)
     checkerboard(m)
     seen: list[SlowPathTrace] = []
-    sp = install_full_mm(m, ScriptedCompaction(), kswapd_catch_up=False)
+    stand_in(ScriptedCompaction())
+    sp = slow_path(m)
     sp.on_trace = seen.append
     m.alloc_pages(GFP_NOWAIT, 0, 1, PageKind.KERNEL)
     m.alloc_pages(GFP_KERNEL | Gfp.NORETRY, 1, 1, PageKind.KERNEL)
@@ -438,13 +462,11 @@ def test_on_trace_receives_every_slow_path_allocation() -> None:
     assert isinstance(m.slowpath, FullSlowPath)
 
 
-@pytest.mark.skipif(importlib.util.find_spec("pagemig.mm.compaction") is None,
-                    reason="the compaction module is not there yet")
-def test_real_compaction_rescues_an_order3_request() -> None:
-    m = small_machine()
+def test_real_compaction_rescues_an_order3_request(one_zone_machine, checkerboard) -> None:
+    m = one_zone_machine(booted=True)
     w, _ = checkerboard(m, kind=ANON, lru_every=1)
     w.free(w.pages.pfns()[4096::2])
-    sp = install_full_mm(m)
+    sp = slow_path(m)
     k = SimpleOwner(m, "driver")
     pfn = m.alloc_pages(GFP_KERNEL | Gfp.COMP, 3, k.owner_id, PageKind.KERNEL)
     assert pfn >= 0
@@ -456,17 +478,17 @@ def test_real_compaction_rescues_an_order3_request() -> None:
 
 
 @pytest.mark.parametrize(("order", "result", "prio", "retries", "expected"), [
-    (0, "success", ASYNC, 0, (False, ASYNC, 0)),  # order 0 never retries compaction
-    (3, "success", LIGHT, 0, (True, LIGHT, 1)),  # progress: count it, retry
-    (3, "success", LIGHT, 16, (True, FULL, 0)),  # 17 > 16 retries: raise the priority instead
-    (3, "success", FULL, 16, (False, FULL, 17)),  # ... unless already at SYNC_FULL
-    (4, "success", LIGHT, 4, (False, LIGHT, 5)),  # costly: max 16/4 = 4 retries, SYNC_LIGHT its floor
-    (4, "success", ASYNC, 4, (True, LIGHT, 0)),  # 5 > 4: ASYNC -> SYNC_LIGHT
-    (4, "complete", LIGHT, 0, (False, LIGHT, 0)),  # failed at the costly floor: give up
-    (3, "complete", LIGHT, 2, (True, FULL, 0)),  # failed: try harder
-    (3, "deferred", ASYNC, 3, (True, LIGHT, 0)),  # withdrawn: try harder
-    (3, "partial_skipped", FULL, 3, (False, FULL, 3)),
-    (3, "continue", LIGHT, 5, (True, LIGHT, 5)),  # neither: retry within the budget
+    (0, COMPACT_SUCCESS, ASYNC, 0, (False, ASYNC, 0)),  # order 0 never retries compaction
+    (3, COMPACT_SUCCESS, LIGHT, 0, (True, LIGHT, 1)),  # progress: count it, retry
+    (3, COMPACT_SUCCESS, LIGHT, 16, (True, FULL, 0)),  # 17 > 16 retries: raise the priority instead
+    (3, COMPACT_SUCCESS, FULL, 16, (False, FULL, 17)),  # ... unless already at SYNC_FULL
+    (4, COMPACT_SUCCESS, LIGHT, 4, (False, LIGHT, 5)),  # costly: max 16/4 = 4 retries, SYNC_LIGHT its floor
+    (4, COMPACT_SUCCESS, ASYNC, 4, (True, LIGHT, 0)),  # 5 > 4: ASYNC -> SYNC_LIGHT
+    (4, COMPACT_COMPLETE, LIGHT, 0, (False, LIGHT, 0)),  # failed at the costly floor: give up
+    (3, COMPACT_COMPLETE, LIGHT, 2, (True, FULL, 0)),  # failed: try harder
+    (3, COMPACT_DEFERRED, ASYNC, 3, (True, LIGHT, 0)),  # withdrawn: try harder
+    (3, COMPACT_PARTIAL_SKIPPED, FULL, 3, (False, FULL, 3)),
+    (3, COMPACT_CONTINUE, LIGHT, 5, (True, LIGHT, 5)),  # neither: retry within the budget
 ])
 def test_should_compact_retry_worked_by_hand(one_zone_machine, order, result, prio, retries, expected) -> None:
     """``should_compact_retry()`` of mm/page_alloc.c (v6.1), each case worked through by hand."""
@@ -475,35 +497,32 @@ def test_should_compact_retry_worked_by_hand(one_zone_machine, order, result, pr
     assert FullSlowPath().should_compact_retry(m, ac, order, 0, result, prio, retries) == expected
 
 
-def test_should_compact_retry_after_skip_asks_whether_reclaim_could_help(one_zone_machine) -> None:
+def test_should_compact_retry_after_skip_asks_whether_reclaim_could_help(one_zone_machine, stand_in) -> None:
     m = one_zone_machine(4096)
     ac = m.buddy.alloc_context(GFP_KERNEL)
     sp = FullSlowPath()
-    assert isinstance(sp.compaction, ModuleCompaction)
     # the real compaction_zonelist_suitable: an empty machine passes the watermark test,
     # so retrying makes sense
-    assert sp.should_compact_retry(m, ac, 3, 0, "skipped", LIGHT, 0) == (True, LIGHT, 0)
+    assert sp.should_compact_retry(m, ac, 3, 0, COMPACT_SKIPPED, LIGHT, 0) == (True, LIGHT, 0)
     # a scripted compaction, whose zonelist_suitable says reclaim could not help: give up
-    scripted = FullSlowPath(ScriptedCompaction())
-    assert scripted.should_compact_retry(m, ac, 3, 0, "skipped", LIGHT, 0) == (False, LIGHT, 0)
+    stand_in(ScriptedCompaction())
+    assert sp.should_compact_retry(m, ac, 3, 0, COMPACT_SKIPPED, LIGHT, 0) == (False, LIGHT, 0)
 
 
-@pytest.mark.skipif(importlib.util.find_spec("pagemig.mm.compaction") is None,
-                    reason="the compaction module is not there yet")
-def test_the_stall_clock_holds_every_slow_path_second() -> None:
-    m = small_machine()
+def test_the_stall_clock_holds_every_slow_path_second(one_zone_machine, checkerboard) -> None:
+    m = one_zone_machine(booted=True)
     w, _ = checkerboard(m, kind=ANON, lru_every=1)
     w.free(w.pages.pfns()[4096::2])
-    sp = install_full_mm(m)
+    sp = slow_path(m)
     k = SimpleOwner(m, "driver")
-    before = getattr(m, "stall_seconds", 0.0)
+    before = m.stall_seconds
     for _ in range(4):
         pfn = m.alloc_pages(GFP_KERNEL | Gfp.COMP, 3, k.owner_id, PageKind.KERNEL)
         assert pfn >= 0
         k.pages.add(pfn, 1)
     # compaction charged its time to machine.stall_seconds, the slow path its own: the two
     # accounts agree, and compaction's migrations cost far more than the free-list tries
-    assert m.stall_seconds - before == pytest.approx(sp.stats.stall_seconds)  # type: ignore[attr-defined]
+    assert m.stall_seconds - before == pytest.approx(sp.stats.stall_seconds)
     assert sp.stats.stall_seconds > 8 * 4 * 1e-6
     assert_consistent(m)
 
@@ -539,12 +558,13 @@ class AllocatingSwap:
         del self.store[handle]
 
 
-def test_allocations_from_inside_reclaim_use_the_reserves_and_never_recurse() -> None:
-    from pagemig.mm.reclaim import register_swap_device
-
-    m = small_machine()
+def test_allocations_from_inside_reclaim_use_the_reserves_and_never_recurse(
+        one_zone_machine, checkerboard, stand_in,
+) -> None:
+    m = one_zone_machine(booted=True, kswapd_catch_up=False)
     checkerboard(m, kind=ANON, lru_every=1)  # nothing free: the swap device's own pages must come from reserves
-    sp = install_full_mm(m, ScriptedCompaction(), kswapd_catch_up=False)
+    stand_in(ScriptedCompaction())
+    sp = slow_path(m)
     traces: list[SlowPathTrace] = []
     sp.on_trace = traces.append
     w = m.owners[1]
@@ -569,10 +589,11 @@ def test_allocations_from_inside_reclaim_use_the_reserves_and_never_recurse() ->
     assert_consistent(m)
 
 
-def test_a_woken_kswapd_catches_up_before_the_allocation_reclaims() -> None:
-    m = small_machine()
-    w = fill_to_min(m)  # 7936 clean file pages, 256 free
-    sp = install_full_mm(m, ScriptedCompaction())  # catch-up on, the default
+def test_a_woken_kswapd_catches_up_before_the_allocation_reclaims(one_zone_machine, stand_in, allocator_only) -> None:
+    m = one_zone_machine(booted=True)
+    w = fill_to_min(m, allocator_only)  # 7936 clean file pages, 256 free
+    stand_in(ScriptedCompaction())
+    sp = slow_path(m)
     k = SimpleOwner(m, "k")
     pfn = m.alloc_pages(GFP_KERNEL, 0, k.owner_id, PageKind.KERNEL)
     assert pfn >= 0
@@ -585,5 +606,5 @@ def test_a_woken_kswapd_catches_up_before_the_allocation_reclaims() -> None:
     assert not any(key.startswith("allocstall") for key in m.vmstat)
     assert m.zones[0].free_pages == 494 and len(w.pages) == 7936 - 239
     assert trace.seconds == pytest.approx(2 * COST_ALLOC_FAST)  # kswapd's time is not the allocation's
-    assert daemon_state(m).kswapd.mode is KswapdMode.NAPPING
+    assert m.kswapd.mode is KswapdMode.NAPPING
     assert_consistent(m)

@@ -10,7 +10,7 @@ import pytest
 from pagemig.oracle.compare import Comparison, compare, free_pageblocks, unusable_index
 from pagemig.snapshot.importer import import_snapshot
 from pagemig.snapshot.model import load_snapshot
-from pagemig.snapshot.simulate import SimCompaction, SimulatorUnavailable, compaction_module
+from pagemig.snapshot.simulate import SimCompaction
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "snapshots"
 
@@ -62,13 +62,6 @@ def test_side_by_side_table_and_headline() -> None:
     assert isinstance(cmp, Comparison)
 
 
-def simulator_or_skip() -> None:
-    try:
-        compaction_module()
-    except SimulatorUnavailable as e:
-        pytest.skip(str(e))
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize(("name", "mem"), [("uml-frag-1G", "1024M"), ("uml-zram-512M", "512M")])
 def test_fidelity_within_15_percent(name: str, mem: str) -> None:
@@ -76,7 +69,6 @@ def test_fidelity_within_15_percent(name: str, mem: str) -> None:
     one the issue names; zram at 512 MiB holds zsmalloc pages): after full compaction of
     the imported "before" state, the simulator's free pageblocks and pgmigrate_success
     are each within 15% of what the real kernel did."""
-    simulator_or_skip()
     from pagemig.snapshot.simulate import simulate_compact_memory
 
     before = load_snapshot(FIXTURES / name / "before")
@@ -118,7 +110,6 @@ def test_machine_from_snapshot() -> None:
 def test_snapshot_compact_cli_json(tmp_path: Path) -> None:
     """``pagemig snapshot compact DIR --json``: the run result's ``compactions`` and
     ``vmstat`` keys for a compaction of the imported snapshot."""
-    simulator_or_skip()
     import json
 
     from click.testing import CliRunner

@@ -9,17 +9,16 @@ from typing import Any
 import numpy as np
 import pytest
 
-from pagemig.mm.daemons import background_tick, install_full_mm
 from pagemig.mm.machine import Machine, MachineConfig, MiB
+from pagemig.mm.mm_init import boot
+from pagemig.mm.vmscan import background_tick
 from pagemig.workloads.base import Workload
 
 
 @pytest.fixture
 def machine() -> Callable[[int], Machine]:
     def make(mib: int = 256) -> Machine:
-        m = Machine(MachineConfig.x86_64_guest(mib * MiB))
-        install_full_mm(m)
-        return m
+        return boot(MachineConfig.x86_64_guest(mib * MiB))
 
     return make
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from pagemig.mm.daemons import background_tick
 from pagemig.mm.invariants import assert_consistent
 from pagemig.mm.pages import PageFlag, PageKind
+from pagemig.mm.vmscan import background_tick
 from pagemig.workloads import kernel_build
 
 from .conftest import build

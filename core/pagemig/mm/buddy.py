@@ -22,38 +22,39 @@ from pagemig.mm.gfp import (
     ALLOC_HARDER,
     ALLOC_HIGH,
     ALLOC_NO_WATERMARKS,
-    ALLOC_WMARK_HIGH,
-    ALLOC_WMARK_LOW,
     ALLOC_WMARK_MASK,
     FALLBACKS,
+    GFP_MOVABLE_MASK,
+    GFP_ZONEMASK,
+    MIGRATE_MOVABLE,
     MIGRATE_PCPTYPES,
+    MIGRATE_RECLAIMABLE,
+    MIGRATE_UNMOVABLE,
     Gfp,
     MigrateType,
     gfp_migratetype,
     gfp_zone,
 )
-from pagemig.mm.pages import MAX_ORDER, NR_ORDERS, PageFlag, PageKind
+from pagemig.mm.pages import (
+    ANON,
+    BUDDY,
+    FILE,
+    FREE,
+    ISOLATED,
+    MAX_ORDER,
+    MOVABLE,
+    NR_ORDERS,
+    PageFlag,
+    PageKind,
+)
 
 if TYPE_CHECKING:
-    from pagemig.mm.machine import Machine
+    from pagemig.mm.pages import PageArrays
     from pagemig.mm.zone import Zone
 
-BUDDY = int(PageFlag.BUDDY)
-HEAD = int(PageFlag.HEAD)
-TAIL = int(PageFlag.TAIL)
-FREE = int(PageKind.FREE)
-MOVABLE_MT = int(MigrateType.MOVABLE)
-UNMOVABLE_MT = int(MigrateType.UNMOVABLE)
-RECLAIMABLE_MT = int(MigrateType.RECLAIMABLE)
-ISOLATED = int(PageFlag.ISOLATED)
-ANON = int(PageKind.ANON)
-FILE = int(PageKind.FILE)
-MOVABLE_FLAG = int(PageFlag.MOVABLE)
 
 # GFP_ZONE_BAD (include/linux/gfp.h): zone-modifier combinations the kernel BUGs on.
-_ZONE_BITS = int(Gfp.DMA | Gfp.HIGHMEM | Gfp.DMA32 | Gfp.MOVABLE)
 _GFP_ZONE_BAD = frozenset({0x3, 0x5, 0x6, 0x7, 0xB, 0xD, 0xE, 0xF})
-_MOVABLE_MASK = int(Gfp.MOVABLE | Gfp.RECLAIMABLE)
 
 
 @attrs.define(slots=True)
@@ -67,15 +68,15 @@ class AllocContext:
 
 
 class BuddyAllocator:
-    """Free lists and pageblock bits of one machine."""
+    """Free lists and pageblock bits of one machine: its page columns and zones (lowest first)."""
 
-    def __init__(self, machine: Machine, pageblock_order: int) -> None:
-        self.machine = machine
-        self.pages = machine.pages
+    def __init__(self, pages: PageArrays, zones: list[Zone], pageblock_order: int) -> None:
+        self.pages = pages
+        self.zones = zones
         self.pageblock_order = pageblock_order
         self.pageblock_nr_pages = 1 << pageblock_order
-        nr_blocks = (machine.pages.nr_pages + self.pageblock_nr_pages - 1) >> pageblock_order
-        mtb = bytearray([MOVABLE_MT]) * nr_blocks  # memmap_init: every pageblock starts MOVABLE
+        nr_blocks = (pages.nr_pages + self.pageblock_nr_pages - 1) >> pageblock_order
+        mtb = bytearray([MIGRATE_MOVABLE]) * nr_blocks  # memmap_init: every pageblock starts MOVABLE
         skb = bytearray(nr_blocks)
         self.pageblock_mt = np.frombuffer(mtb, dtype=np.uint8)
         self.pageblock_skip = np.frombuffer(skb, dtype=np.uint8)
@@ -87,7 +88,7 @@ class BuddyAllocator:
         # page_zone() for the free path: the zone of each pageblock, None where a zone boundary
         # cuts a pageblock (then zone_of() looks it up).  One list slot per pageblock.
         self._block_zone: list[Zone | None] = [None] * nr_blocks
-        for zone in machine.zones:
+        for zone in zones:
             first = -(-zone.start_pfn >> pageblock_order)  # first pageblock wholly inside
             last = zone.end_pfn >> pageblock_order  # one past the last wholly inside
             self._block_zone[first:last] = [zone] * max(0, last - first)
@@ -192,7 +193,7 @@ class BuddyAllocator:
         """``can_steal_fallback()``: large blocks, or any block for unmovable/reclaimable requests."""
         if order >= self.pageblock_order:
             return True
-        return order >= self.pageblock_order // 2 or start_mt in (RECLAIMABLE_MT, UNMOVABLE_MT)
+        return order >= self.pageblock_order // 2 or start_mt in (MIGRATE_RECLAIMABLE, MIGRATE_UNMOVABLE)
 
     def find_suitable_fallback(self, zone: Zone, order: int, start_mt: int,
                                only_stealable: bool) -> tuple[int, bool]:
@@ -253,7 +254,7 @@ class BuddyAllocator:
         kind = pages.kind[start:end]
         flags = pages.flags[start:end]
         movable = int(np.count_nonzero(
-            (((kind == ANON) | (kind == FILE)) & ((flags & ISOLATED) == 0)) | ((flags & MOVABLE_FLAG) != 0)
+            (((kind == ANON) | (kind == FILE)) & ((flags & ISOLATED) == 0)) | ((flags & MOVABLE) != 0)
         ))
         return moved, movable
 
@@ -285,9 +286,9 @@ class BuddyAllocator:
             self._move_to_free_list(zone, pfn, start_type)
             return
         free_pages, movable_pages = self.move_freepages_block(zone, pfn, start_type)
-        if start_type == MOVABLE_MT:
+        if start_type == MIGRATE_MOVABLE:
             alike_pages = movable_pages
-        elif old_block_type == MOVABLE_MT:
+        elif old_block_type == MIGRATE_MOVABLE:
             alike_pages = self.pageblock_nr_pages - (free_pages + movable_pages)
         else:
             alike_pages = 0
@@ -321,7 +322,7 @@ class BuddyAllocator:
             current -= 1
         if not found:
             return False
-        if not can_steal and start_mt == MOVABLE_MT and current > order:
+        if not can_steal and start_mt == MIGRATE_MOVABLE and current > order:
             # A movable request that may not steal takes the smallest block instead,
             # so as to break up as little of the other type as possible.
             for current in range(order, NR_ORDERS):
@@ -368,16 +369,6 @@ class BuddyAllocator:
                 return True
         return False
 
-    def wmark_for(self, zone: Zone, alloc_flags: int) -> int:
-        which = alloc_flags & ALLOC_WMARK_MASK
-        if which == ALLOC_WMARK_HIGH:
-            base = zone.wmark_high
-        elif which == ALLOC_WMARK_LOW:
-            base = zone.wmark_low
-        else:
-            base = zone.wmark_min
-        return base + zone.watermark_boost
-
     # ----------------------------------------------------------------- the fast path
     def alloc_context(self, gfp: int) -> AllocContext:
         """``prepare_alloc_pages()``: zone, migratetype and zonelist of a GFP mask, cached per mask.
@@ -388,15 +379,15 @@ class BuddyAllocator:
         """
         ac = self._ac_cache.get(gfp)
         if ac is None:
-            if (gfp & _ZONE_BITS) in _GFP_ZONE_BAD:
+            if (gfp & GFP_ZONEMASK) in _GFP_ZONE_BAD:
                 raise ValueError(f"GFP mask {gfp:#x} asks for two zones at once "
                                  "(GFP_ZONE_BAD: only one of __GFP_DMA, __GFP_DMA32, __GFP_HIGHMEM)")
-            if gfp & _MOVABLE_MASK == _MOVABLE_MASK:
+            if gfp & GFP_MOVABLE_MASK == GFP_MOVABLE_MASK:
                 raise ValueError(f"GFP mask {gfp:#x} has both __GFP_MOVABLE and __GFP_RECLAIMABLE")
             highest = gfp_zone(gfp)
-            zonelist = [z for z in reversed(self.machine.zones) if z.zone_type <= highest]
+            zonelist = [z for z in reversed(self.zones) if z.zone_type <= highest]
             if not zonelist:  # a request for a zone this machine lacks uses the lowest one it has
-                zonelist = [self.machine.zones[0]]
+                zonelist = [self.zones[0]]
             ac = AllocContext(gfp, gfp_migratetype(gfp), int(highest), zonelist)
             self._ac_cache[gfp] = ac
         return ac
@@ -404,14 +395,14 @@ class BuddyAllocator:
     def get_page_from_freelist(self, order: int, alloc_flags: int, ac: AllocContext) -> tuple[int, Zone | None]:
         """``get_page_from_freelist()``: the first zone in the zonelist above its watermark.
 
-        ``Machine.alloc_pages`` inlines this walk for order-0 requests at the low watermark
+        The machine's ``alloc_pages`` inlines this walk for order-0 requests at the low watermark
         (its hot path); a change to the rules here must be made there too (the tests in
         tests/mm hold both to the kernel's rules).
         """
         no_wmarks = alloc_flags & ALLOC_NO_WATERMARKS
         for zone in ac.zonelist:
             if not no_wmarks:
-                mark = self.wmark_for(zone, alloc_flags)
+                mark = zone.wmark_pages(alloc_flags & ALLOC_WMARK_MASK)
                 # zone_watermark_fast(): the order-0 check without walking the free lists
                 if order == 0 and not alloc_flags & (ALLOC_HIGH | ALLOC_HARDER):
                     if zone.free_pages <= mark + zone.lowmem_reserve[ac.highest_zoneidx]:
@@ -428,7 +419,7 @@ class BuddyAllocator:
             zone = self._block_zone[pfn >> self.pageblock_order]
             if zone is not None:
                 return zone
-        for zone in self.machine.zones:
+        for zone in self.zones:
             if zone.start_pfn <= pfn < zone.end_pfn:
                 return zone
         raise ValueError(f"pfn {pfn:#x} lies in no zone")

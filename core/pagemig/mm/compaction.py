@@ -12,7 +12,7 @@ The pieces, by their kernel names:
 * Its phases are pluggy hooks (``pagemig_compaction_*`` in :mod:`pagemig.hookspecs`),
   called per zone run and per batch, never per page.  The kernel's policy lives
   here as plain functions (:func:`compact_finished`, :func:`isolate_migratepages`,
-  :func:`isolate_freepages`) that :mod:`pagemig.mm.compaction_policy` registers
+  :func:`isolate_freepages`) that :mod:`pagemig.compaction_policy` registers
   as the default hook implementations.  ``compact_zone`` calls the hook relay it
   is given (or ``machine.hook``, which a run sets); without one it calls these
   functions directly, so the mm layer works without pluggy.
@@ -69,7 +69,7 @@ from __future__ import annotations
 
 import enum
 from collections import Counter
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 import numpy as np
@@ -79,11 +79,13 @@ from pagemig.mm import costs
 from pagemig.mm.gfp import (
     ALLOC_WMARK_MASK,
     GFP_KERNEL,
+    MIGRATE_CMA,
+    MIGRATE_MOVABLE,
     MIGRATE_PCPTYPES,
     Gfp,
-    MigrateType,
     gfp_migratetype,
 )
+from pagemig.mm.lru import reclaimable_owner_mask, zone_reclaimable_pages
 from pagemig.mm.migrate import (
     LRU_UNISOLATABLE,
     MigrateReason,
@@ -94,14 +96,29 @@ from pagemig.mm.migrate import (
     putback_still_isolated,
 )
 from pagemig.mm.movable import MigrateMode, isolate_movable_page, putback_movable_page
+from pagemig.mm.node import KCOMPACTD_INTERVAL, CompactionState
 from pagemig.mm.owner import Owner
-from pagemig.mm.pages import MAX_ORDER, NR_ORDERS, PAGE_ALLOC_COSTLY_ORDER, PageFlag, PageKind
-from pagemig.mm.reclaim import compact_gap, reclaimable_owner_mask, zone_reclaimable_pages
+from pagemig.mm.pages import (
+    ANON,
+    BUDDY,
+    DRIVER,
+    FILE,
+    HEAD,
+    ISOLATED,
+    KERNEL,
+    MAX_ORDER,
+    MOVABLE,
+    NOT_ISOLATED_MASK,
+    NR_ORDERS,
+    PAGE_ALLOC_COSTLY_ORDER,
+    TAIL,
+)
 from pagemig.mm.vmstat import (
     fragmentation_index,
     fragmentation_score_node,
     fragmentation_score_zone,
 )
+from pagemig.mm.zone import reset_cached_positions
 
 if TYPE_CHECKING:
     from pagemig.mm.buddy import AllocContext
@@ -112,21 +129,7 @@ log = structlog.get_logger(__name__)
 
 COMPACT_CLUSTER_MAX = 32  # SWAP_CLUSTER_MAX: pages isolated per batch
 COMPACT_MAX_DEFER_SHIFT = 6  # "Do not skip compaction more than 64 times"
-HPAGE_FRAG_CHECK_INTERVAL_MSEC = 500  # kcompactd's proactive check period
-KCOMPACTD_INTERVAL = HPAGE_FRAG_CHECK_INTERVAL_MSEC / 1000.0
 
-ANON = int(PageKind.ANON)
-FILE = int(PageKind.FILE)
-DRIVER = int(PageKind.DRIVER)
-KERNEL = int(PageKind.KERNEL)
-BUDDY = int(PageFlag.BUDDY)
-MOVABLE = int(PageFlag.MOVABLE)
-ISOLATED = int(PageFlag.ISOLATED)
-HEAD = int(PageFlag.HEAD)
-TAIL = int(PageFlag.TAIL)
-NOT_ISOLATED_MASK = ~ISOLATED & 0xFF
-MOVABLE_MT = int(MigrateType.MOVABLE)
-CMA_MT = int(MigrateType.CMA)
 DRV_FLAG_MASK = MOVABLE | ISOLATED | HEAD | TAIL
 
 
@@ -156,18 +159,52 @@ COMPACT_CONTENDED = CompactResult.COMPACT_CONTENDED
 COMPACT_SUCCESS = CompactResult.COMPACT_SUCCESS
 
 
+def compaction_made_progress(result: CompactResult) -> bool:
+    """``compaction_made_progress()``: compaction expects the allocation to succeed."""
+    return result == COMPACT_SUCCESS
+
+
+def compaction_failed(result: CompactResult) -> bool:
+    """``compaction_failed()``: the whole zone was scanned without success."""
+    return result == COMPACT_COMPLETE
+
+
+def compaction_needs_reclaim(result: CompactResult) -> bool:
+    """``compaction_needs_reclaim()``: skipped for want of free pages."""
+    return result == COMPACT_SKIPPED
+
+
+def compaction_withdrawn(result: CompactResult) -> bool:
+    """``compaction_withdrawn()``: deferred, contended, or only part of the zone scanned."""
+    return result in (COMPACT_DEFERRED, COMPACT_CONTENDED, COMPACT_PARTIAL_SKIPPED)
+
+
 class CompactPriority(enum.IntEnum):
-    """``enum compact_priority``: lower is more thorough."""
+    """``enum compact_priority`` (include/linux/compaction.h): lower is more thorough.
+    The aliases are the kernel's, members of the same values."""
 
     COMPACT_PRIO_SYNC_FULL = 0
+    MIN_COMPACT_PRIORITY = 0
     COMPACT_PRIO_SYNC_LIGHT = 1
+    MIN_COMPACT_COSTLY_PRIORITY = 1
+    DEF_COMPACT_PRIORITY = 1
     COMPACT_PRIO_ASYNC = 2
+    INIT_COMPACT_PRIORITY = 2
 
 
 COMPACT_PRIO_SYNC_FULL = CompactPriority.COMPACT_PRIO_SYNC_FULL
+MIN_COMPACT_PRIORITY = CompactPriority.MIN_COMPACT_PRIORITY
 COMPACT_PRIO_SYNC_LIGHT = CompactPriority.COMPACT_PRIO_SYNC_LIGHT
+MIN_COMPACT_COSTLY_PRIORITY = CompactPriority.MIN_COMPACT_COSTLY_PRIORITY
+DEF_COMPACT_PRIORITY = CompactPriority.DEF_COMPACT_PRIORITY
 COMPACT_PRIO_ASYNC = CompactPriority.COMPACT_PRIO_ASYNC
-MIN_COMPACT_PRIORITY = COMPACT_PRIO_SYNC_FULL  # the slow path's other priority names are in slowpath.py
+INIT_COMPACT_PRIORITY = CompactPriority.INIT_COMPACT_PRIORITY
+
+
+def compact_gap(order: int) -> int:
+    """``compact_gap()`` (include/linux/compaction.h): the free pages compaction wants beyond
+    the watermark, twice the request (migration needs targets while the sources are held)."""
+    return 2 << order
 
 
 class IsolateMigrate(enum.IntEnum):
@@ -205,7 +242,7 @@ class CompactControl:
     order: int = attrs.field(default=-1, validator=_check_order)
     mode: MigrateMode = MigrateMode.ASYNC
     gfp: int = int(GFP_KERNEL)
-    migratetype: int = MOVABLE_MT
+    migratetype: int = MIGRATE_MOVABLE
     alloc_flags: int = 0
     highest_zoneidx: int = 0
     whole_zone: bool = False
@@ -286,50 +323,21 @@ class CompactionTargets(Owner):
         return pfns, np.zeros(len(pfns), dtype=np.uint64)
 
 
-@attrs.define(eq=False)
-class KcompactdState:
-    """The node's kcompactd (``pgdat->kcompactd_*``) as the event loop drives it."""
-
-    max_order: int = 0
-    highest_zoneidx: int = 0
-    woken: bool = False  # wakeup_kcompactd found work worth waking for
-    proactive_trigger: bool = False  # a write to compaction_proactiveness
-    next_wakeup: float = KCOMPACTD_INTERVAL  # when the sleeping timeout (500 ms, or 32 s backed off) expires
-    runs: int = 0  # kcompactd_do_work calls
-    proactive_runs: int = 0  # proactive_compact_node calls
-    proactive_deferrals: int = 0  # back-offs because the score did not drop
-
-
-@attrs.define(eq=False)
-class CompactionState:
-    """Compaction's per-machine state, kept as ``machine.compaction``."""
-
-    targets: CompactionTargets | None = None
-    active: list[CompactControl] = attrs.field(factory=list)
-    # zone->compact_init_{migrate,free}_pfn by zone index: set by __reset_isolation_suitable,
-    # zero until then (the kernel's zeroed struct zone)
-    init_migrate_pfn: list[int] = attrs.field(factory=list)
-    init_free_pfn: list[int] = attrs.field(factory=list)
-    kcompactd: KcompactdState = attrs.field(factory=KcompactdState)
-    # simulated time spent, by who compacted (direct compaction's also goes on the
-    # allocation's clock, machine.stall_seconds)
-    direct_seconds: float = 0.0
-    kcompactd_seconds: float = 0.0  # woken for an order, and proactive
-    full_seconds: float = 0.0  # compact_memory
-
-
 def compaction_state(machine: Machine) -> CompactionState:
-    """The machine's compaction state, made (and its target owner registered) on first use."""
-    state: CompactionState | None = machine.compaction
-    if state is None:
-        state = CompactionState()
+    """The machine's compaction state, with the owner of isolated targets registered on
+    first use (:mod:`pagemig.mm.node` says why then)."""
+    state = machine.compaction
+    if state.targets is None:
         state.targets = CompactionTargets(state)
         machine.register_owner(state.targets)
-        state.init_migrate_pfn = [0] * len(machine.zones)
-        state.init_free_pfn = [0] * len(machine.zones)
-        state.kcompactd.highest_zoneidx = int(machine.zones[-1].zone_type)
-        machine.compaction = state
     return state
+
+
+def _targets_owner_id(machine: Machine) -> int:
+    """The owner id that isolated free targets carry."""
+    targets = compaction_state(machine).targets
+    assert targets is not None  # compaction_state registered it
+    return targets.owner_id
 
 
 def add_stall(machine: Machine, seconds: float) -> None:
@@ -338,8 +346,8 @@ def add_stall(machine: Machine, seconds: float) -> None:
 
 
 def kswapd_is_running(machine: Machine) -> bool:
-    """``kswapd_is_running()``: the reclaim side sets ``machine.kswapd_running`` while kswapd works."""
-    return bool(machine.kswapd_running)
+    """``kswapd_is_running()``: kswapd sets ``machine.kswapd.running`` while it works."""
+    return machine.kswapd.running
 
 
 def _count(machine: Machine, cc: CompactControl, name: str, n: int) -> None:
@@ -440,7 +448,7 @@ def _reset_isolation_pfn(machine: Machine, zone: Zone, pfn: int, check_source: b
     pbo = machine.pageblock_order
     if check_source and check_target and not buddy._pb_skip[pfn >> pbo]:
         return True
-    if not check_source and check_target and buddy._pb_mt[pfn >> pbo] != MOVABLE_MT:
+    if not check_source and check_target and buddy._pb_mt[pfn >> pbo] != MIGRATE_MOVABLE:
         return False
     first = max(pageblock_start_pfn(machine, pfn), zone.start_pfn)
     last = min(pageblock_end_pfn(machine, pfn) - 1, zone.end_pfn - 1)
@@ -459,7 +467,6 @@ def reset_isolation_suitable_zone(machine: Machine, zone: Zone) -> None:
     """``__reset_isolation_suitable()``: walk the zone from both ends at once, clearing
     skip bits where a block can serve as source or target, and restart the scanners
     at the outermost such blocks."""
-    state = compaction_state(machine)
     nr = machine.pageblock_nr_pages
     migrate_pfn = zone.start_pfn
     free_pfn = zone.end_pfn - 1
@@ -472,12 +479,12 @@ def reset_isolation_suitable_zone(machine: Machine, zone: Zone) -> None:
         if _reset_isolation_pfn(machine, zone, migrate_pfn, True, source_set) and migrate_pfn < reset_migrate:
             source_set = True
             reset_migrate = migrate_pfn
-            state.init_migrate_pfn[zone.index] = reset_migrate
+            zone.compact_init_migrate_pfn = reset_migrate
             zone.compact_cached_migrate_pfn = [reset_migrate, reset_migrate]
         if _reset_isolation_pfn(machine, zone, free_pfn, free_set, True) and free_pfn > reset_free:
             free_set = True
             reset_free = free_pfn
-            state.init_free_pfn[zone.index] = reset_free
+            zone.compact_init_free_pfn = reset_free
             zone.compact_cached_free_pfn = reset_free
         migrate_pfn += nr
         free_pfn -= nr
@@ -492,13 +499,6 @@ def reset_isolation_suitable(machine: Machine) -> None:
     for zone in machine.zones:
         if zone.present_pages and zone.compact_blockskip_flush:
             reset_isolation_suitable_zone(machine, zone)
-
-
-def reset_cached_positions(machine: Machine, zone: Zone) -> None:
-    """``reset_cached_positions()``: migrate scanner to the zone start, free scanner to
-    the start of the zone's last pageblock."""
-    zone.compact_cached_migrate_pfn = [zone.start_pfn, zone.start_pfn]
-    zone.compact_cached_free_pfn = pageblock_start_pfn(machine, zone.end_pfn - 1)
 
 
 def update_cached_migrate(machine: Machine, cc: CompactControl, pfn: int) -> None:
@@ -523,12 +523,6 @@ def update_pageblock_skip(machine: Machine, cc: CompactControl, pfn: int) -> Non
 
 
 # ------------------------------------------------------------------ suitability
-def _wmark_pages(zone: Zone, alloc_flags: int) -> int:
-    which = alloc_flags & ALLOC_WMARK_MASK
-    base = (zone.wmark_min, zone.wmark_low, zone.wmark_high)[which] if which < 3 else zone.wmark_min
-    return base + zone.watermark_boost
-
-
 def _compaction_suitable(machine: Machine, zone: Zone, order: int, alloc_flags: int,
                          highest_zoneidx: int, wmark_target: int) -> CompactResult:
     """``__compaction_suitable()``: already allocatable -> SUCCESS; too few free pages
@@ -536,7 +530,8 @@ def _compaction_suitable(machine: Machine, zone: Zone, order: int, alloc_flags: 
     if order == -1:
         return COMPACT_CONTINUE
     buddy = machine.buddy
-    if buddy.zone_watermark_ok(zone, order, _wmark_pages(zone, alloc_flags), highest_zoneidx, alloc_flags):
+    mark = zone.wmark_pages(alloc_flags & ALLOC_WMARK_MASK)
+    if buddy.zone_watermark_ok(zone, order, mark, highest_zoneidx, alloc_flags):
         return COMPACT_SUCCESS
     watermark = zone.wmark_low if order > PAGE_ALLOC_COSTLY_ORDER else zone.wmark_min
     watermark += compact_gap(order)
@@ -565,7 +560,7 @@ def compaction_suitable(machine: Machine, zone: Zone, order: int, alloc_flags: i
 def compaction_zonelist_suitable(machine: Machine, ac: AllocContext, order: int, alloc_flags: int) -> bool:
     """``compaction_zonelist_suitable()``: would some zone pass the watermark test if
     reclaim freed a share (``1/order``) of its reclaimable pages?  What is reclaimable
-    is vmscan's answer (:func:`pagemig.mm.reclaim.zone_reclaimable_pages`): LRU pages of
+    is vmscan's answer (:func:`pagemig.mm.lru.zone_reclaimable_pages`): LRU pages of
     owners reclaim can shrink, anon ones only while swap has room."""
     mask = reclaimable_owner_mask(machine)
     for zone in ac.zonelist:
@@ -585,7 +580,7 @@ def compact_scanners_met(machine: Machine, cc: CompactControl) -> bool:
 def _compact_finished(machine: Machine, cc: CompactControl) -> CompactResult:
     zone = cc.zone
     if compact_scanners_met(machine, cc):
-        reset_cached_positions(machine, zone)
+        reset_cached_positions(zone)
         if cc.direct_compaction:
             zone.compact_blockskip_flush = True
         return COMPACT_COMPLETE if cc.whole_zone else COMPACT_PARTIAL_SKIPPED
@@ -607,7 +602,7 @@ def _compact_finished(machine: Machine, cc: CompactControl) -> CompactResult:
         if mt < MIGRATE_PCPTYPES:
             fallback, _ = buddy.find_suitable_fallback(zone, order, mt, True)
             if fallback != -1:
-                if mt == MOVABLE_MT:
+                if mt == MIGRATE_MOVABLE:
                     return COMPACT_SUCCESS  # movable pages are fine in any pageblock
                 if cc.mode == MigrateMode.ASYNC or not cc.migrate_pfn & (machine.pageblock_nr_pages - 1):
                     return COMPACT_SUCCESS
@@ -635,8 +630,8 @@ def suitable_migration_source(machine: Machine, cc: CompactControl, pfn: int) ->
     if cc.mode != MigrateMode.ASYNC or not cc.direct_compaction:
         return True
     block_mt = machine.buddy._pb_mt[pfn >> machine.pageblock_order]
-    if cc.migratetype == MOVABLE_MT:
-        return block_mt in (MOVABLE_MT, CMA_MT)
+    if cc.migratetype == MIGRATE_MOVABLE:
+        return block_mt in (MIGRATE_MOVABLE, MIGRATE_CMA)
     return block_mt == cc.migratetype
 
 
@@ -930,11 +925,11 @@ def fast_isolate_freepages(machine: Machine, cc: CompactControl) -> int:
     if cc.order <= 0:
         return cc.free_pfn
     zone = cc.zone
-    state = compaction_state(machine)
+    compaction_state(machine)
     nr_pb = machine.pageblock_nr_pages
     limit = max(1, freelist_scan_limit(cc) >> 1)
     scan_start = False
-    if cc.free_pfn >= state.init_free_pfn[zone.index]:
+    if cc.free_pfn >= zone.compact_init_free_pfn:
         limit = nr_pb >> 1
         scan_start = True
     distance = cc.free_pfn - cc.migrate_pfn
@@ -948,7 +943,7 @@ def fast_isolate_freepages(machine: Machine, cc: CompactControl) -> int:
     nr_isolated = 0
     order = cc.search_order
     while page < 0 and order >= 0:
-        area = zone.free_area[order][MOVABLE_MT]
+        area = zone.free_area[order][MIGRATE_MOVABLE]
         if zone.nr_free(order):
             order_scanned = 0
             high_pfn = 0
@@ -1039,7 +1034,7 @@ def fast_find_migrateblock(machine: Machine, cc: CompactControl) -> int:
         return pfn  # a continuation inside a block
     if cc.order <= PAGE_ALLOC_COSTLY_ORDER:
         return pfn
-    if cc.direct_compaction and cc.migratetype != MOVABLE_MT:
+    if cc.direct_compaction and cc.migratetype != MIGRATE_MOVABLE:
         return pfn
     limit = freelist_scan_limit(cc)
     nr_scanned = 0
@@ -1053,7 +1048,7 @@ def fast_find_migrateblock(machine: Machine, cc: CompactControl) -> int:
     order = cc.order - 1
     while order >= PAGE_ALLOC_COSTLY_ORDER and not found and nr_scanned < limit:
         if zone.nr_free(order):
-            area = zone.free_area[order][MOVABLE_MT]
+            area = zone.free_area[order][MIGRATE_MOVABLE]
             for free_pfn in reversed(area):  # the list walked from its head
                 if nr_scanned >= limit:
                     nr_scanned += 1
@@ -1128,7 +1123,7 @@ def suitable_migration_target(machine: Machine, cc: CompactControl, pfn: int) ->
     if cc.ignore_block_suitable:
         return True
     mt = machine.buddy._pb_mt[pfn >> machine.pageblock_order]
-    return mt in (MOVABLE_MT, CMA_MT)
+    return mt in (MIGRATE_MOVABLE, MIGRATE_CMA)
 
 
 def _take_free_blocks(machine: Machine, cc: CompactControl, heads: list[int], sizes: list[int]) -> None:
@@ -1144,10 +1139,10 @@ def _take_free_blocks(machine: Machine, cc: CompactControl, heads: list[int], si
             # "Set the pageblock if the isolated page is at least half of a pageblock"
             for pfn in range(head, head + size, machine.pageblock_nr_pages):
                 if buddy._pb_mt[pfn >> pbo] < MIGRATE_PCPTYPES:
-                    buddy._pb_mt[pfn >> pbo] = MOVABLE_MT
+                    buddy._pb_mt[pfn >> pbo] = MIGRATE_MOVABLE
     pages = machine.pages
     if len(heads) == 1:
-        idx: Any = slice(heads[0], heads[0] + sizes[0])
+        idx: slice | np.ndarray = slice(heads[0], heads[0] + sizes[0])
         pfns = list(range(heads[0], heads[0] + sizes[0]))
     else:
         h = np.asarray(heads, dtype=np.int64)
@@ -1155,7 +1150,7 @@ def _take_free_blocks(machine: Machine, cc: CompactControl, heads: list[int], si
         offs = np.cumsum(s) - s
         idx = np.repeat(h - offs, s) + np.arange(int(s.sum()))
         pfns = idx.tolist()
-    owner_id = compaction_state(machine).targets.owner_id  # type: ignore[union-attr]
+    owner_id = _targets_owner_id(machine)
     pages.kind[idx] = KERNEL
     pages.owner[idx] = owner_id
     pages.flags[idx] = ISOLATED
@@ -1314,32 +1309,45 @@ def release_freepages(machine: Machine, cc: CompactControl) -> int:
 
 
 # ------------------------------------------------------------------ compact_zone
+class CompactionHooks(Protocol):
+    """What a zone run calls of a plugin host's hook relay: the ``pagemig_compaction_*``
+    hooks (pagemig.hookspecs, above this package).  The policy hooks are firstresult:
+    a plugin's answer, or None when nobody answered."""
+
+    def pagemig_compaction_begin(self, *, machine: Machine, cc: CompactControl) -> object: ...
+
+    def pagemig_compaction_finished(self, *, machine: Machine, cc: CompactControl) -> int | None: ...
+
+    def pagemig_compaction_isolate_migratepages(self, *, machine: Machine, cc: CompactControl) -> int | None: ...
+
+    def pagemig_compaction_isolate_freepages(self, *, machine: Machine, cc: CompactControl) -> int | None: ...
+
+    def pagemig_compaction_migrated(self, *, machine: Machine, cc: CompactControl, result: MigrateResult) -> object: ...
+
+    def pagemig_compaction_end(self, *, machine: Machine, cc: CompactControl, result: CompactResult) -> object: ...
+
+
 class _Policies:
     """The three policy calls of a zone run: through the hook relay when there is one
     (a plugin's firstresult answer wins), else the kernel's functions directly."""
 
     __slots__ = ("hook", "machine")
 
-    def __init__(self, machine: Machine, hook: Any) -> None:
+    def __init__(self, machine: Machine, hook: CompactionHooks | None) -> None:
         self.machine = machine
         self.hook = hook
 
-    def _answer(self, hook_name: str, cc: CompactControl) -> Any:
-        """A policy hook's firstresult answer; None without a relay or when no plugin answered."""
-        if self.hook is None:
-            return None
-        return getattr(self.hook, hook_name)(machine=self.machine, cc=cc)
-
     def finished(self, cc: CompactControl) -> CompactResult:
-        r = self._answer("pagemig_compaction_finished", cc)
+        r = None if self.hook is None else self.hook.pagemig_compaction_finished(machine=self.machine, cc=cc)
         return compact_finished(self.machine, cc) if r is None else CompactResult(r)
 
     def isolate_migratepages(self, cc: CompactControl) -> IsolateMigrate:
-        r = self._answer("pagemig_compaction_isolate_migratepages", cc)
+        r = (None if self.hook is None
+             else self.hook.pagemig_compaction_isolate_migratepages(machine=self.machine, cc=cc))
         return isolate_migratepages(self.machine, cc) if r is None else IsolateMigrate(r)
 
     def isolate_freepages(self, cc: CompactControl) -> int:
-        r = self._answer("pagemig_compaction_isolate_freepages", cc)
+        r = None if self.hook is None else self.hook.pagemig_compaction_isolate_freepages(machine=self.machine, cc=cc)
         return isolate_freepages(self.machine, cc) if r is None else int(r)
 
     def begin(self, cc: CompactControl) -> None:
@@ -1358,7 +1366,7 @@ class _Policies:
 def _target_marking(machine: Machine, pfn: int) -> None:
     pages = machine.pages
     pages._kind[pfn] = KERNEL
-    pages._owner[pfn] = compaction_state(machine).targets.owner_id  # type: ignore[union-attr]
+    pages._owner[pfn] = _targets_owner_id(machine)
     pages._flags[pfn] = ISOLATED
     pages._private[pfn] = 0
     pages._token[pfn] = 0
@@ -1413,7 +1421,7 @@ def _migrate_batch(machine: Machine, cc: CompactControl, policies: _Policies) ->
     return res
 
 
-def compact_zone(machine: Machine, cc: CompactControl, hook: Any = None) -> CompactResult:
+def compact_zone(machine: Machine, cc: CompactControl, hook: CompactionHooks | None = None) -> CompactResult:
     """``compact_zone()``: compact ``cc.zone`` until :func:`compact_finished` says stop.
 
     ``hook`` is a pluggy hook relay (``PluginHost.hook``); ``None`` takes
@@ -1458,7 +1466,7 @@ def compact_zone(machine: Machine, cc: CompactControl, hook: Any = None) -> Comp
         if not start_pfn <= cc.migrate_pfn < end_pfn:
             cc.migrate_pfn = start_pfn
             zone.compact_cached_migrate_pfn = [start_pfn, start_pfn]
-        if cc.migrate_pfn <= state.init_migrate_pfn[zone.index]:
+        if cc.migrate_pfn <= zone.compact_init_migrate_pfn:
             cc.whole_zone = True
     last_migrated_pfn = 0
     update_cached = not sync and zone.compact_cached_migrate_pfn[0] == zone.compact_cached_migrate_pfn[1]
@@ -1533,8 +1541,9 @@ def compact_zone(machine: Machine, cc: CompactControl, hook: Any = None) -> Comp
 
 
 # ------------------------------------------------------------------ direct compaction
-def compact_zone_order(machine: Machine, zone: Zone, order: int, gfp: int, prio: int, alloc_flags: int,
-                       highest_zoneidx: int, hook: Any = None) -> tuple[CompactResult, CompactControl]:
+def compact_zone_order(machine: Machine, zone: Zone, order: int, gfp: int, prio: CompactPriority,
+                       alloc_flags: int, highest_zoneidx: int,
+                       hook: CompactionHooks | None = None) -> tuple[CompactResult, CompactControl]:
     """``compact_zone_order()``: one direct compaction of one zone at a priority."""
     full = prio == MIN_COMPACT_PRIORITY
     cc = CompactControl(
@@ -1547,12 +1556,11 @@ def compact_zone_order(machine: Machine, zone: Zone, order: int, gfp: int, prio:
 
 
 def _in_compaction(machine: Machine) -> bool:
-    state: CompactionState | None = machine.compaction
-    return bool(state is not None and state.active)
+    return bool(machine.compaction.active)
 
 
 def try_to_compact_pages(machine: Machine, gfp: int, order: int, alloc_flags: int, ac: AllocContext,
-                         prio: int, hook: Any = None) -> CompactResult:
+                         prio: CompactPriority, hook: CompactionHooks | None = None) -> CompactResult:
     """``try_to_compact_pages()``: direct compaction of every zone of the zonelist,
     highest first, until one expects the allocation to succeed.  Deferred zones are
     skipped unless at the highest priority; sync failures defer the zone."""
@@ -1578,7 +1586,8 @@ def try_to_compact_pages(machine: Machine, gfp: int, order: int, alloc_flags: in
 
 
 def alloc_pages_direct_compact(machine: Machine, order: int, alloc_flags: int, ac: AllocContext,
-                               prio: int, hook: Any = None) -> tuple[int, Zone | None, CompactResult]:
+                               prio: CompactPriority,
+                               hook: CompactionHooks | None = None) -> tuple[int, Zone | None, CompactResult]:
     """``__alloc_pages_direct_compact()``: compact, then try the free lists.  Counts
     ``compact_stall`` when some zone was not skipped, then ``compact_success`` or
     ``compact_fail`` by whether the allocation succeeded.  Returns (pfn or -1, zone,
@@ -1652,7 +1661,7 @@ COUNTERS_OF_INTEREST = (
 )
 
 
-def compact_memory(machine: Machine, hook: Any = None) -> CompactMemoryReport:
+def compact_memory(machine: Machine, hook: CompactionHooks | None = None) -> CompactMemoryReport:
     """``echo 1 > /proc/sys/vm/compact_memory`` (``compact_nodes``): every populated zone,
     order -1 (no target: run until the scanners meet), ``MIGRATE_SYNC``, whole zone,
     skip hints ignored."""
@@ -1733,7 +1742,7 @@ class KcompactdRun:
     deferred: bool = False  # proactive back-off (score did not drop)
 
 
-def kcompactd_do_work(machine: Machine, hook: Any = None) -> list[CompactControl]:
+def kcompactd_do_work(machine: Machine, hook: CompactionHooks | None = None) -> list[CompactControl]:
     """``kcompactd_do_work()``: compact each zone up to the requested one for the
     requested order, ``MIGRATE_SYNC_LIGHT``, honouring skip hints and deferral."""
     st = compaction_state(machine).kcompactd
@@ -1765,7 +1774,7 @@ def kcompactd_do_work(machine: Machine, hook: Any = None) -> list[CompactControl
     return done
 
 
-def proactive_compact_node(machine: Machine, hook: Any = None) -> list[CompactControl]:
+def proactive_compact_node(machine: Machine, hook: CompactionHooks | None = None) -> list[CompactControl]:
     """``proactive_compact_node()``: every zone, order -1, ``MIGRATE_SYNC_LIGHT``, whole
     zone, skip hints ignored, until the zone's score falls to the low mark."""
     done = []
@@ -1782,7 +1791,7 @@ def proactive_compact_node(machine: Machine, hook: Any = None) -> list[CompactCo
     return done
 
 
-def kcompactd_run(machine: Machine, now: float, hook: Any = None) -> KcompactdRun | None:
+def kcompactd_run(machine: Machine, now: float, hook: CompactionHooks | None = None) -> KcompactdRun | None:
     """One turn of the kcompactd thread at simulated time ``now`` (the event loop calls
     this every step).  Woken by :func:`wakeup_kcompactd`, it does the pending work at
     once; otherwise, when its 500 ms timeout has expired, it does work that is still

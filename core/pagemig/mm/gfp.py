@@ -20,6 +20,13 @@ class MigrateType(enum.IntEnum):
     ISOLATE = 5
 
 
+# The types as plain ints, under the kernel's names, for the allocator's paths.
+MIGRATE_UNMOVABLE = int(MigrateType.UNMOVABLE)
+MIGRATE_MOVABLE = int(MigrateType.MOVABLE)
+MIGRATE_RECLAIMABLE = int(MigrateType.RECLAIMABLE)
+MIGRATE_HIGHATOMIC = int(MigrateType.HIGHATOMIC)
+MIGRATE_CMA = int(MigrateType.CMA)
+MIGRATE_ISOLATE = int(MigrateType.ISOLATE)
 MIGRATE_PCPTYPES = 3  # UNMOVABLE, MOVABLE, RECLAIMABLE: the types that fall back to each other
 NR_MIGRATETYPES = 6
 
@@ -69,6 +76,22 @@ class Gfp(enum.IntFlag):
     THISNODE = 0x200000
     ACCOUNT = 0x400000
 
+
+# Single bits as plain ints, for the allocator's and the slow path's tests of a mask.  (The
+# kernel's ``__GFP_NORETRY`` names cannot be used: a double underscore is mangled inside a class.)
+GFP_BIT_IO = int(Gfp.IO)
+GFP_BIT_FS = int(Gfp.FS)
+GFP_BIT_ATOMIC = int(Gfp.ATOMIC)
+GFP_BIT_DIRECT_RECLAIM = int(Gfp.DIRECT_RECLAIM)
+GFP_BIT_RETRY_MAYFAIL = int(Gfp.RETRY_MAYFAIL)
+GFP_BIT_NOFAIL = int(Gfp.NOFAIL)
+GFP_BIT_NORETRY = int(Gfp.NORETRY)
+GFP_BIT_MEMALLOC = int(Gfp.MEMALLOC)
+GFP_BIT_COMP = int(Gfp.COMP)
+GFP_BIT_NOMEMALLOC = int(Gfp.NOMEMALLOC)
+# GFP_ZONEMASK and GFP_MOVABLE_MASK (include/linux/gfp.h)
+GFP_ZONEMASK = int(Gfp.DMA | Gfp.HIGHMEM | Gfp.DMA32 | Gfp.MOVABLE)
+GFP_MOVABLE_MASK = int(Gfp.MOVABLE | Gfp.RECLAIMABLE)
 
 __GFP_RECLAIM = Gfp.DIRECT_RECLAIM | Gfp.KSWAPD_RECLAIM
 

@@ -13,14 +13,11 @@ import attrs
 import numpy as np
 
 from pagemig.mm.gfp import NR_MIGRATETYPES
-from pagemig.mm.pages import NR_ORDERS, PageFlag, PageKind
+from pagemig.mm.pages import DRIVER, FREE, NR_ORDERS, RESERVED, PageFlag, PageKind
 
 if TYPE_CHECKING:
     from pagemig.mm.machine import Machine
 
-FREE = int(PageKind.FREE)
-RESERVED = int(PageKind.RESERVED)
-DRIVER = int(PageKind.DRIVER)
 
 
 class InvariantError(AssertionError):

@@ -1,18 +1,24 @@
-"""The simulated machine: one node's memory, zones, buddy allocator, owners and counters.
+"""The simulated machine: one node's memory, zones, buddy allocator, owners and counters
+(the allocator's entry points of mm/page_alloc.c, v6.1, and the node they work on).
 
 ``Machine`` is the mm layer's public face.  Drivers and workloads allocate and free
 through it; the slow path (reclaim, compaction) plugs in through :class:`SlowPath`
 so that the allocator itself knows nothing of them, as ``get_page_from_freelist``
-knows nothing of ``__alloc_pages_slowpath``.
+knows nothing of ``__alloc_pages_slowpath``.  :func:`pagemig.mm.mm_init.boot` builds
+the complete kernel; ``Machine(config)`` alone is the page allocator.
+
+The machine owns the node's state that reclaim, the daemons and compaction work on
+(:mod:`pagemig.mm.node`), the swap space and the shrinker list (the kernel's
+``swap_info[]`` and ``shrinker_list``), all built here, so that every module of mm
+that acts on them sits above this one and the arrows point one way.
 """
 
 from __future__ import annotations
 
-import bisect
 import operator
 import struct
 from collections import Counter, deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from itertools import islice
 from typing import Any, NoReturn
 
@@ -23,18 +29,37 @@ from pagemig.mm.buddy import AllocContext, BuddyAllocator
 from pagemig.mm.gfp import (
     ALLOC_WMARK_LOW,
     ALLOC_WMARK_MIN,
+    GFP_BIT_COMP,
     NR_MIGRATETYPES,
-    Gfp,
     ZoneType,
     gfp_to_alloc_flags,
 )
 from pagemig.mm.movable import MovableRegistry
+from pagemig.mm.node import CompactionState, Kcompactd, Kswapd, ReclaimState
 from pagemig.mm.owner import Owner
-from pagemig.mm.pages import MAX_ORDER, NR_ORDERS, PAGE_SIZE, PageArrays, PageFlag, PageKind
+from pagemig.mm.pages import (
+    BUDDY,
+    DRIVER,
+    FREE,
+    HEAD,
+    ISOLATED,
+    MAX_ORDER,
+    NR_ORDERS,
+    PAGE_SIZE,
+    RESERVED,
+    TAIL,
+    PageArrays,
+    PageFlag,
+    PageKind,
+)
+from pagemig.mm.shrinker import Shrinker
+from pagemig.mm.swap import SwapSpace
+from pagemig.mm.sysctl import Sysctl
 from pagemig.mm.zone import (
     Zone,
     ZoneSpec,
     min_free_kbytes_for,
+    reset_cached_positions,
     setup_per_zone_lowmem_reserve,
     setup_per_zone_wmarks,
 )
@@ -43,33 +68,12 @@ MiB = 1 << 20
 GiB = 1 << 30
 PAGES_PER_MIB = MiB // PAGE_SIZE
 
-FREE = int(PageKind.FREE)
-DRIVER = int(PageKind.DRIVER)
-RESERVED = int(PageKind.RESERVED)
-ISOLATED = int(PageFlag.ISOLATED)
-BUDDY = int(PageFlag.BUDDY)
-HEAD = int(PageFlag.HEAD)
-TAIL = int(PageFlag.TAIL)
-COMP = int(Gfp.COMP)
 _SPECIAL = ISOLATED | HEAD | TAIL  # flags that send free_pages() off its fast path
 _pack_u16 = struct.Struct("=H").pack  # an owner id as the owner column's bytes
 # Byte patterns for the multi-page paths: zeros of 1, 2 and 4 bytes a page per order
 # (kind/flags, owner, private), and the tail pages' flags of a compound page.
 _ZEROS = [[bytes(width << order) for order in range(MAX_ORDER + 1)] for width in (1, 2, 4)]
 _TAILS = [bytes([TAIL]) * ((1 << order) - 1) for order in range(MAX_ORDER + 1)]
-
-
-@attrs.define
-class Sysctl:
-    """The /proc/sys/vm tunables the simulator honours, named and defaulted as the kernel does."""
-
-    min_free_kbytes: int = 0  # 0 until boot computes it from memory size
-    watermark_scale_factor: int = 10
-    watermark_boost_factor: int = 15000
-    extfrag_threshold: int = 500
-    compaction_proactiveness: int = 20
-    compact_unevictable_allowed: int = 1
-    swappiness: int = 60
 
 
 @attrs.frozen
@@ -157,33 +161,46 @@ class ImportedOwner(Owner):
 
 
 class Machine:
-    """One node of simulated memory."""
+    """One node of simulated memory.
+
+    Built alone, it is the page allocator: its slow path only retries at the min
+    watermark (:class:`SlowPath`), nothing wakes kswapd, nothing compacts; what the
+    allocator's unit tests and the benchmarks want.  :func:`pagemig.mm.mm_init.boot`
+    makes the complete kernel.
+    """
 
     def __init__(self, config: MachineConfig) -> None:
         self.config = config
         nr = config.nr_pages
         self.pages = PageArrays(nr)
         self.pages.kind[:] = RESERVED
-        self.zones = [Zone(spec, i) for i, spec in enumerate(sorted(config.zones, key=lambda s: s.start_pfn))]
-        self._zone_starts = [z.start_pfn for z in self.zones]
-        self.buddy = BuddyAllocator(self, config.pageblock_order)
+        self.zones = [Zone(spec, i, config.pageblock_order)
+                      for i, spec in enumerate(sorted(config.zones, key=lambda s: s.start_pfn))]
+        self.buddy = BuddyAllocator(self.pages, self.zones, config.pageblock_order)
         self.pageblock_order = config.pageblock_order
         self.owners: list[Owner | None] = [None]  # id 0: nobody
         self.movable = MovableRegistry(self)
         self.slowpath: SlowPath = SlowPath()
         self.vmstat: Counter[str] = Counter()  # event counters, named as /proc/vmstat names them
         self.sysctl = Sysctl(**config.sysctl)
+        # min_free_kbytes_sysctl_handler, watermark_scale_factor_sysctl_handler (mm/page_alloc.c)
+        self._sysctl_handlers: dict[str, list[Callable[[], None]]] = {
+            "min_free_kbytes": [self.setup_watermarks],
+            "watermark_scale_factor": [self.setup_watermarks],
+        }
         self.now = 0.0  # simulated seconds, advanced by the event loop
         self.isolated_batches = 0  # compactions in progress that hold isolated pages
-        # What the slow path, reclaim, compaction and the daemons keep here.  They make it on
-        # first use, so the bare allocator works without them (tests, benchmarks, embedders).
-        self.hook: Any = None  # the plugin host's hook relay: compaction's policy hooks (set by a run)
+        # The plugin host's hook relay, where compaction finds its policy hooks (set by a run).
+        # Any: a pluggy HookRelay, whose hook attributes are made at run time, so no static
+        # type describes them.
+        self.hook: Any = None
         self.stall_seconds = 0.0  # simulated time charged to the allocation in progress
-        self.kswapd_running = False
-        self.compaction: Any = None  # pagemig.mm.compaction.CompactionState
-        self.reclaim: Any = None  # pagemig.mm.reclaim.ReclaimState
-        self.swap_devices: list[Any] = []
-        self.daemons: Any = None  # pagemig.mm.daemons.Daemons
+        # What reclaim, the daemons and compaction work on (struct pglist_data's parts)
+        self.swap = SwapSpace(self.vmstat)
+        self.shrinkers: list[Shrinker] = []
+        self.reclaim = ReclaimState()
+        self.kswapd = Kswapd()
+        self.compaction = CompactionState(kcompactd=Kcompactd(highest_zoneidx=int(self.zones[-1].zone_type)))
         self._boot(config)
 
     # ----------------------------------------------------------------- boot
@@ -219,17 +236,21 @@ class Machine:
         setup_per_zone_lowmem_reserve(self.zones)
 
     def set_sysctl(self, name: str, value: int) -> None:
-        """``echo value > /proc/sys/vm/name``; watermarks follow their tunables at once."""
+        """``echo value > /proc/sys/vm/name``, then the tunable's handlers (its ``proc_handler``):
+        watermarks follow their tunables at once, and whatever else registered reacts."""
         if not hasattr(self.sysctl, name):
             raise KeyError(name)
         setattr(self.sysctl, name, int(value))
-        if name in ("min_free_kbytes", "watermark_scale_factor"):
-            self.setup_watermarks()
-        elif name == "compaction_proactiveness":
-            # as the kernel's sysctl handler does: a raised proactiveness takes effect now
-            from pagemig.mm.compaction import trigger_proactive_compaction
+        for handler in self._sysctl_handlers.get(name, ()):
+            handler()
 
-            trigger_proactive_compaction(self)
+    def register_sysctl_handler(self, name: str, handler: Callable[[], None]) -> None:
+        """Run ``handler`` after every write of tunable ``name``.  Subsystems above the
+        allocator (compaction) register theirs at boot, so that the allocator's machine
+        never imports them."""
+        if not hasattr(self.sysctl, name):
+            raise KeyError(name)
+        self._sysctl_handlers.setdefault(name, []).append(handler)
 
     # ----------------------------------------------------------------- owners
     def register_owner(self, owner: Owner) -> int:
@@ -249,11 +270,8 @@ class Machine:
         return 1 << self.pageblock_order
 
     def zone_of(self, pfn: int) -> Zone:
-        i = bisect.bisect_right(self._zone_starts, pfn) - 1
-        zone = self.zones[i]
-        if i < 0 or pfn >= zone.end_pfn:
-            raise ValueError(f"pfn {pfn:#x} lies in no zone")
-        return zone
+        """``page_zone()``: the zone pfn lies in (ValueError in a hole); the buddy allocator's lookup."""
+        return self.buddy.zone_of(pfn)
 
     def zone_by_name(self, name: str) -> Zone:
         for zone in self.zones:
@@ -308,7 +326,7 @@ class Machine:
                     self._undo_alloc(zone, pfn, 0, kind, owner, exc)
                 zone.pgalloc += 1
                 return pfn
-            pfn, zone = self.slowpath.alloc_slowpath(self, 0, ac)
+            pfn, zone = self.slowpath.alloc_slowpath(self, 0, ac)  # type: ignore[assignment]  # None: pfn < 0
             if pfn < 0:
                 self.vmstat["pgalloc_fail"] += 1
                 return -1
@@ -322,9 +340,9 @@ class Machine:
             return pfn
         if not 0 < order <= MAX_ORDER:
             raise ValueError(f"alloc_pages: order {order} is outside 0..{MAX_ORDER}")
-        pfn, zone = buddy.get_page_from_freelist(order, ALLOC_WMARK_LOW, ac)
+        pfn, zone = buddy.get_page_from_freelist(order, ALLOC_WMARK_LOW, ac)  # type: ignore[assignment]  # as below
         if pfn < 0:
-            pfn, zone = self.slowpath.alloc_slowpath(self, order, ac)
+            pfn, zone = self.slowpath.alloc_slowpath(self, order, ac)  # type: ignore[assignment]  # None: pfn < 0
             if pfn < 0:
                 self.vmstat["pgalloc_fail"] += 1
                 return -1
@@ -336,7 +354,7 @@ class Machine:
             pages._owner_b[2 * pfn:2 * end] = _pack_u16(owner) * n
         except (TypeError, ValueError, OverflowError, struct.error) as exc:
             self._undo_alloc(zone, pfn, order, kind, owner, exc)
-        if gfp & COMP:
+        if gfp & GFP_BIT_COMP:
             pages._flags[pfn + 1:end] = _TAILS[order]
             pages._flags[pfn] = HEAD
             pages._private[pfn + 1] = order
@@ -567,8 +585,9 @@ class Machine:
         kinds = pages.kind[arr]
         bad = (kinds == FREE) | (kinds == RESERVED)
         if bad.any():
-            p = int(arr[bad][0])
-            raise ValueError(f"free_pages_bulk: pfn {p:#x} is {PageKind(pages.kind[p]).name} (double free?)")
+            bad_pfn = int(arr[bad][0])
+            raise ValueError(f"free_pages_bulk: pfn {bad_pfn:#x} is {PageKind(pages.kind[bad_pfn]).name} "
+                             "(double free?)")
         fl = pages.flags[arr]
         compound = (fl & (HEAD | TAIL)) != 0
         if compound.any():
@@ -703,13 +722,13 @@ class Machine:
         self.buddy.pageblock_mt[:] = np.asarray(pageblock_mt, dtype=np.uint8)
         self.buddy.pageblock_skip[:] = 0
         for pfn, order in zip(np.asarray(free_pfns).tolist(), np.asarray(free_orders).tolist(), strict=True):
-            zone = self.zone_of(pfn)
+            zone = self.buddy.zone_of(pfn)
             self.buddy.add_free_block(zone, pfn, order, self.buddy._pb_mt[pfn >> self.pageblock_order])
             zone.free_pages += 1 << order
         for zone in self.zones:
             zk = kind[zone.start_pfn:zone.end_pfn]
             zone.managed_pages = int(np.count_nonzero(zk != RESERVED))
-            zone.reset_compaction_cache()
+            reset_cached_positions(zone)
         self.setup_watermarks()
         return owner
 
@@ -736,4 +755,4 @@ class Machine:
         return out
 
 
-__all__ = ["ALLOC_WMARK_MIN", "GiB", "ImportedOwner", "Machine", "MachineConfig", "MiB", "SlowPath", "Sysctl"]
+__all__ = ["ALLOC_WMARK_MIN", "GiB", "ImportedOwner", "Machine", "MachineConfig", "MiB", "SlowPath"]

@@ -51,7 +51,21 @@ from pagemig.mm.movable import (
     migrate_movable_page,
     putback_movable_page,
 )
-from pagemig.mm.pages import PageArrays, PageFlag, PageKind
+from pagemig.mm.pages import (
+    ANON,
+    BUDDY,
+    DIRTY,
+    DRIVER,
+    FILE,
+    FREE,
+    HEAD,
+    ISOLATED,
+    LOCKED,
+    NOT_ISOLATED_MASK,
+    PINNED,
+    TAIL,
+    PageArrays,
+)
 
 if TYPE_CHECKING:
     from pagemig.mm.machine import Machine
@@ -59,19 +73,7 @@ if TYPE_CHECKING:
 
 MIGRATE_PASSES = 10  # migrate_pages(): "for (pass = 0; pass < 10 && retry; pass++)"
 
-FREE = int(PageKind.FREE)
-ANON = int(PageKind.ANON)
-FILE = int(PageKind.FILE)
-DRIVER = int(PageKind.DRIVER)
-ISOLATED = int(PageFlag.ISOLATED)
-LOCKED = int(PageFlag.LOCKED)
-PINNED = int(PageFlag.PINNED)
-DIRTY = int(PageFlag.DIRTY)
-HEAD = int(PageFlag.HEAD)
-TAIL = int(PageFlag.TAIL)
-BUDDY = int(PageFlag.BUDDY)
 COMPOUND = HEAD | TAIL
-NOT_ISOLATED_MASK = ~ISOLATED & 0xFF
 # isolate_lru_page() refuses an anon or file page with any of these (compaction's scanner too)
 LRU_UNISOLATABLE = PINNED | LOCKED | ISOLATED | COMPOUND | BUDDY
 
@@ -125,7 +127,8 @@ def _lru_isolatable(kind: np.ndarray, flags: np.ndarray) -> np.ndarray:
     """``isolate_lru_page`` rules as a mask: an anon or file page, not pinned (refcount
     above mapcount), not locked, not already isolated, not part of a compound page
     (compaction leaves THPs alone, and migrate_pages here moves base pages only)."""
-    return ((kind == ANON) | (kind == FILE)) & ((flags & LRU_UNISOLATABLE) == 0)
+    mask: np.ndarray = ((kind == ANON) | (kind == FILE)) & ((flags & LRU_UNISOLATABLE) == 0)
+    return mask
 
 
 def isolate_lru_page(machine: Machine, pfn: int) -> bool:
@@ -146,7 +149,7 @@ def isolate_lru_pages(machine: Machine, pfns: Iterable[int] | np.ndarray) -> np.
         return arr
     pages = machine.pages
     ok = _lru_isolatable(pages.kind[arr], pages.flags[arr])
-    taken = arr[ok]
+    taken: np.ndarray = arr[ok]
     pages.flags[taken] |= ISOLATED
     return taken
 

@@ -23,15 +23,14 @@ from __future__ import annotations
 import enum
 import errno
 from collections import Counter
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from collections.abc import Sequence
+from typing import Protocol, cast, runtime_checkable
 
 import numpy as np
 import structlog
 
-from pagemig.mm.pages import Page, PageFlag, PageKind
-
-if TYPE_CHECKING:
-    from pagemig.mm.machine import Machine
+from pagemig.mm.owner import Owner
+from pagemig.mm.pages import DRIVER, ISOLATED, LOCKED, MOVABLE, Page, PageArrays, PageKind
 
 log = structlog.get_logger(__name__)
 
@@ -46,10 +45,6 @@ KNOWN_ERRNOS = frozenset(errno.errorcode)
 
 AUDIT_CAP = 1 << 16  # migrated driver pages remembered between two audit_references() calls
 
-MOVABLE = int(PageFlag.MOVABLE)
-ISOLATED = int(PageFlag.ISOLATED)
-LOCKED = int(PageFlag.LOCKED)
-DRIVER = int(PageKind.DRIVER)
 
 
 class MigrateMode(enum.IntEnum):
@@ -86,11 +81,27 @@ class DriverFault(enum.Enum):
     KEPT_SRC = "kept_src"  # migrate succeeded but the driver still lists src (found by audit_references)
 
 
+class MovableHost(Protocol):
+    """What the movable-page protocol needs of a machine (whose module sits above this
+    one): the page columns, this registry, the owners, and a way to free an orphan."""
+
+    @property
+    def pages(self) -> PageArrays: ...
+
+    @property
+    def movable(self) -> MovableRegistry: ...
+
+    @property
+    def owners(self) -> Sequence[Owner | None]: ...
+
+    def release_orphan(self, pfn: int) -> None: ...
+
+
 class MovableRegistry:
     """The ops registered per owner (the kernel keeps them in ``page->mapping``), the
     quarantine, and the fault counts of one machine."""
 
-    def __init__(self, machine: Machine) -> None:
+    def __init__(self, machine: MovableHost) -> None:
         self.machine = machine
         self.ops_by_owner: dict[int, MovableOperations] = {}
         self.quarantine: set[int] = set()
@@ -187,7 +198,9 @@ def set_movable(page: Page, ops: MovableOperations) -> None:
     One ops object per owner: the kernel finds the ops through the page's mapping,
     which is per driver too.
     """
-    m = page.machine
+    # the page's machine is the one the core made it for: a MovableHost (pages.py, below
+    # this module, types a page's machine only by its columns)
+    m = cast(MovableHost, page.machine)
     pages = m.pages
     pfn = page.pfn
     if pages._kind[pfn] != DRIVER:
@@ -219,14 +232,14 @@ def unlock_page(page: Page) -> None:
     page.machine.pages._flags[page.pfn] &= ~LOCKED & 0xFF
 
 
-def is_orphan(machine: Machine, pfn: int) -> bool:
+def is_orphan(machine: MovableHost, pfn: int) -> bool:
     """A driver page its driver freed while it was isolated: it belongs to the isolation now."""
     pages = machine.pages
     return pages._kind[pfn] == DRIVER and pages._owner[pfn] == 0
 
 
 # ---------------------------------------------------------------- VM side
-def isolate_movable_page(machine: Machine, pfn: int, mode: MigrateMode) -> bool:
+def isolate_movable_page(machine: MovableHost, pfn: int, mode: MigrateMode) -> bool:
     """``isolate_movable_page()``: trylock, ask the driver, mark isolated.  Never blocks."""
     pages = machine.pages
     flags = pages._flags
@@ -258,7 +271,7 @@ def isolate_movable_page(machine: Machine, pfn: int, mode: MigrateMode) -> bool:
     return ok
 
 
-def migrate_movable_page(machine: Machine, dst_pfn: int, src_pfn: int, mode: MigrateMode) -> tuple[int, bool]:
+def migrate_movable_page(machine: MovableHost, dst_pfn: int, src_pfn: int, mode: MigrateMode) -> tuple[int, bool]:
     """Move one isolated driver page to ``dst_pfn`` (``move_to_new_folio`` for non-LRU pages).
 
     ``dst_pfn`` is a page the caller took from its free targets.  Returns
@@ -319,7 +332,7 @@ def migrate_movable_page(machine: Machine, dst_pfn: int, src_pfn: int, mode: Mig
     return rc, False
 
 
-def _release_dst(machine: Machine, dst_pfn: int) -> None:
+def _release_dst(machine: MovableHost, dst_pfn: int) -> None:
     """Blank a dst page the driver did not take, so the caller can free it."""
     pages = machine.pages
     pages._kind[dst_pfn] = DRIVER
@@ -327,7 +340,7 @@ def _release_dst(machine: Machine, dst_pfn: int) -> None:
     pages._flags[dst_pfn] = 0
 
 
-def putback_movable_page(machine: Machine, pfn: int) -> None:
+def putback_movable_page(machine: MovableHost, pfn: int) -> None:
     """``putback_movable_pages()`` for one driver page: the driver relinks it, or, if the
     driver freed it while isolated, the page is simply released."""
     pages = machine.pages

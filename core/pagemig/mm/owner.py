@@ -7,18 +7,27 @@ or a migration that forgets to carry a page's content, shows up as a failure.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from pagemig.mm.machine import Machine
+from pagemig.mm.pages import PageArrays
+
+
+class OwnerHost(Protocol):
+    """What owners and page sets need of their machine (whose module sits above this
+    one): the page columns, and a way to register."""
+
+    @property
+    def pages(self) -> PageArrays: ...
+
+    def register_owner(self, owner: Owner) -> int: ...
 
 
 class Owner:
     """Base class of everything that holds pages.
 
-    ``owner_id`` is given by :meth:`pagemig.mm.machine.Machine.register_owner`;
+    ``owner_id`` is given by the machine's ``register_owner``;
     it is what the page's ``owner`` column holds.
     """
 
@@ -56,12 +65,12 @@ class PageSet:
 
     __slots__ = ("_free_slots", "_pfn_mv", "_token_mv", "_top", "count", "machine", "pfn", "token")
 
-    def __init__(self, machine: Machine, capacity: int = 1024) -> None:
+    def __init__(self, machine: OwnerHost, capacity: int = 1024) -> None:
         self.machine = machine
         self.pfn = np.full(max(1, capacity), -1, dtype=np.int64)
         self.token = np.zeros(max(1, capacity), dtype=np.uint64)
-        self._pfn_mv = memoryview(self.pfn)
-        self._token_mv = memoryview(self.token)
+        self._pfn_mv = self.pfn.data  # ndarray.data: a memoryview of the array's buffer
+        self._token_mv = self.token.data
         self.count = 0
         self._free_slots: list[int] = []
         self._top = 0
@@ -78,8 +87,8 @@ class PageSet:
         token = np.zeros(cap, dtype=np.uint64)
         token[: len(self.token)] = self.token
         self.pfn, self.token = pfn, token
-        self._pfn_mv = memoryview(pfn)
-        self._token_mv = memoryview(token)
+        self._pfn_mv = pfn.data
+        self._token_mv = token.data
 
     def add(self, pfn: int, token: int) -> None:
         """Take a freshly allocated page and write ``token`` into it."""
@@ -169,7 +178,7 @@ class PageSet:
 class SimpleOwner(Owner):
     """An owner that keeps its pages in one :class:`PageSet`: enough for most workloads and tests."""
 
-    def __init__(self, machine: Machine, name: str) -> None:
+    def __init__(self, machine: OwnerHost, name: str) -> None:
         self.name = name
         self.pages = PageSet(machine)
         machine.register_owner(self)

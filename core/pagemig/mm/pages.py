@@ -27,12 +27,9 @@ token     uint64   the page's content: whatever its owner last wrote; migration
 from __future__ import annotations
 
 import enum
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
-
-if TYPE_CHECKING:
-    from pagemig.mm.machine import Machine
 
 PAGE_SHIFT = 12
 PAGE_SIZE = 1 << PAGE_SHIFT
@@ -70,6 +67,30 @@ class PageFlag(enum.IntFlag):
     DIRTY = 0x20  # PG_dirty: reclaim must write it first
     HEAD = 0x40  # PG_head of a compound page
     TAIL = 0x80  # a compound tail page
+
+
+# The members as plain ints, defined once here: the allocator's and the scanners' paths
+# compare and mask column bytes with them, and an enum member costs a lookup and a
+# conversion more each time.
+FREE = int(PageKind.FREE)
+ANON = int(PageKind.ANON)
+FILE = int(PageKind.FILE)
+SLAB_UNRECLAIMABLE = int(PageKind.SLAB_UNRECLAIMABLE)
+SLAB_RECLAIMABLE = int(PageKind.SLAB_RECLAIMABLE)
+PAGETABLE = int(PageKind.PAGETABLE)
+KERNEL = int(PageKind.KERNEL)
+DRIVER = int(PageKind.DRIVER)
+RESERVED = int(PageKind.RESERVED)
+
+BUDDY = int(PageFlag.BUDDY)
+MOVABLE = int(PageFlag.MOVABLE)
+ISOLATED = int(PageFlag.ISOLATED)
+LOCKED = int(PageFlag.LOCKED)
+PINNED = int(PageFlag.PINNED)
+DIRTY = int(PageFlag.DIRTY)
+HEAD = int(PageFlag.HEAD)
+TAIL = int(PageFlag.TAIL)
+NOT_ISOLATED_MASK = ~ISOLATED & 0xFF
 
 
 class PageArrays:
@@ -125,6 +146,14 @@ class PageArrays:
         return sum(a.nbytes for a in (self.kind, self.flags, self.owner, self.private, self.token))
 
 
+class PageHost(Protocol):
+    """What a :class:`Page` needs of its machine: the page columns.  (The machine module
+    sits above this one, so a page types its machine by what it uses.)"""
+
+    @property
+    def pages(self) -> PageArrays: ...
+
+
 class Page:
     """A light view of one page, made on demand for driver callbacks.
 
@@ -135,7 +164,7 @@ class Page:
 
     __slots__ = ("machine", "pfn")
 
-    def __init__(self, machine: Machine, pfn: int) -> None:
+    def __init__(self, machine: PageHost, pfn: int) -> None:
         self.pfn = pfn
         self.machine = machine
 

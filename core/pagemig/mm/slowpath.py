@@ -1,7 +1,8 @@
 """The allocator's slow path: ``__alloc_pages_slowpath`` (mm/page_alloc.c, v5.x-v6.1).
 
 :class:`FullSlowPath` replaces the bare :class:`~pagemig.mm.machine.SlowPath` (which
-only retries at the min watermark) with the kernel's sequence:
+only retries at the min watermark) with the kernel's sequence (``pagemig.mm.mm_init.boot``
+gives it to the machine):
 
 1. wake kswapd for the order (``wake_all_kswapds``), then retry the free lists at
    the flags ``gfp_to_alloc_flags`` gives (min watermark, deeper for atomic/high);
@@ -31,7 +32,7 @@ Simplified, and why:
   ``ALLOC_NO_WATERMARKS``, and so does an allocation made while reclaim is running
   (``PF_MEMALLOC``: a swap device such as zram allocating its storage), which never
   recurses into reclaim.
-* kswapd runs when the event loop calls :func:`pagemig.mm.daemons.background_tick`;
+* kswapd runs when the event loop calls :func:`pagemig.mm.vmscan.background_tick`;
   besides, an allocation that fails at the min watermark first lets a woken kswapd
   catch up (the real one would have been reclaiming since the low watermark woke
   it), and only then reclaims for itself.  kswapd's time is not the allocation's.
@@ -43,34 +44,48 @@ Simplified, and why:
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
-from types import ModuleType
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import structlog
 
+from pagemig.mm.compaction import (
+    COMPACT_DEFERRED,
+    COMPACT_SKIPPED,
+    DEF_COMPACT_PRIORITY,
+    INIT_COMPACT_PRIORITY,
+    MIN_COMPACT_COSTLY_PRIORITY,
+    MIN_COMPACT_PRIORITY,
+    CompactPriority,
+    CompactResult,
+    alloc_pages_direct_compact,
+    compaction_failed,
+    compaction_made_progress,
+    compaction_needs_reclaim,
+    compaction_withdrawn,
+    compaction_zonelist_suitable,
+)
 from pagemig.mm.costs import COST_ALLOC_FAST
-from pagemig.mm.daemons import kswapd_catch_up, wakeup_kswapd
 from pagemig.mm.gfp import (
     ALLOC_HARDER,
     ALLOC_KSWAPD,
     ALLOC_NO_WATERMARKS,
-    Gfp,
-    MigrateType,
+    GFP_BIT_ATOMIC,
+    GFP_BIT_DIRECT_RECLAIM,
+    GFP_BIT_MEMALLOC,
+    GFP_BIT_NOFAIL,
+    GFP_BIT_NOMEMALLOC,
+    GFP_BIT_NORETRY,
+    GFP_BIT_RETRY_MAYFAIL,
+    MIGRATE_MOVABLE,
     gfp_to_alloc_flags,
 )
+from pagemig.mm.lru import reclaimable_owner_mask, zone_reclaimable_pages
 from pagemig.mm.machine import SlowPath
 from pagemig.mm.pages import PAGE_ALLOC_COSTLY_ORDER
-from pagemig.mm.reclaim import (
-    MAX_RECLAIM_RETRIES,
-    compact_result_name,
-    reclaim_state,
-    reclaimable_owner_mask,
-    try_to_free_pages,
-    zone_reclaimable_pages,
-)
+from pagemig.mm.vmscan import MAX_RECLAIM_RETRIES, kswapd_catch_up, try_to_free_pages, wakeup_kswapd
+from pagemig.mm.zone import WMARK_MIN
 
 if TYPE_CHECKING:
     from pagemig.mm.buddy import AllocContext
@@ -79,101 +94,8 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger(__name__)
 
-_DIRECT_RECLAIM = int(Gfp.DIRECT_RECLAIM)
-_ATOMIC = int(Gfp.ATOMIC)
-_MEMALLOC = int(Gfp.MEMALLOC)
-_NOMEMALLOC = int(Gfp.NOMEMALLOC)
-_NORETRY = int(Gfp.NORETRY)
-_RETRY_MAYFAIL = int(Gfp.RETRY_MAYFAIL)
-_NOFAIL = int(Gfp.NOFAIL)
-_MOVABLE_MT = int(MigrateType.MOVABLE)
 
-# enum compact_priority (include/linux/compaction.h): lower is more thorough
-COMPACT_PRIO_SYNC_FULL = 0
-COMPACT_PRIO_SYNC_LIGHT = 1
-COMPACT_PRIO_ASYNC = 2
-MIN_COMPACT_PRIORITY = COMPACT_PRIO_SYNC_FULL
-MIN_COMPACT_COSTLY_PRIORITY = COMPACT_PRIO_SYNC_LIGHT
-DEF_COMPACT_PRIORITY = COMPACT_PRIO_SYNC_LIGHT
-INIT_COMPACT_PRIORITY = COMPACT_PRIO_ASYNC
-MAX_COMPACT_RETRIES = 16
-
-
-# ----------------------------------------------------------------------------- compaction seam
-class DirectCompaction(Protocol):
-    """What the slow path needs from compaction.
-
-    ``direct_compact`` is ``__alloc_pages_direct_compact``: it counts
-    ``compact_stall``/``compact_success``/``compact_fail`` and returns
-    ``(pfn, zone, result)`` with ``result`` a ``compact_result`` name in lower case
-    without the prefix ("skipped", "deferred", "success", "complete",
-    "partial_skipped", "contended", ...).  ``zonelist_suitable`` is
-    ``compaction_zonelist_suitable``.  ``seconds(machine)`` is a running total of the
-    simulated time compaction spent, which the slow path differences.
-    """
-
-    def direct_compact(self, machine: Machine, order: int, alloc_flags: int, ac: AllocContext,
-                       prio: int) -> tuple[int, Zone | None, str]: ...
-
-    def zonelist_suitable(self, machine: Machine, ac: AllocContext, order: int, alloc_flags: int) -> bool: ...
-
-    def seconds(self, machine: Machine) -> float: ...
-
-
-class ModuleCompaction:
-    """:class:`DirectCompaction` over :mod:`pagemig.mm.compaction`, looked up on first use
-    (so that the slow path works before and without that module: then it behaves
-    like a kernel built without ``CONFIG_COMPACTION``)."""
-
-    def __init__(self) -> None:
-        self._mod: ModuleType | None = None
-        self._looked = False
-
-    def _module(self) -> ModuleType | None:
-        if not self._looked:
-            self._looked = True
-            try:
-                self._mod = importlib.import_module("pagemig.mm.compaction")
-            except ImportError:
-                self._mod = None
-        return self._mod
-
-    def direct_compact(self, machine: Machine, order: int, alloc_flags: int, ac: AllocContext,
-                       prio: int) -> tuple[int, Zone | None, str]:
-        mod = self._module()
-        if mod is None or not hasattr(mod, "alloc_pages_direct_compact"):
-            return -1, None, "skipped"
-        prio_enum = getattr(mod, "CompactPriority", None)
-        p: Any = prio_enum(prio) if prio_enum is not None else prio
-        pfn, zone, result = mod.alloc_pages_direct_compact(machine, order, alloc_flags, ac, p)
-        return pfn, zone, compact_result_name(result)
-
-    def zonelist_suitable(self, machine: Machine, ac: AllocContext, order: int, alloc_flags: int) -> bool:
-        mod = self._module()
-        fn = getattr(mod, "compaction_zonelist_suitable", None) if mod is not None else None
-        if fn is None:
-            return False
-        return bool(fn(machine, ac, order, alloc_flags))
-
-    def seconds(self, machine: Machine) -> float:
-        """Direct compaction charges its time to ``machine.stall_seconds``."""
-        return float(machine.stall_seconds)
-
-
-def compaction_made_progress(result: str) -> bool:
-    return result == "success"
-
-
-def compaction_failed(result: str) -> bool:
-    return result == "complete"
-
-
-def compaction_needs_reclaim(result: str) -> bool:
-    return result == "skipped"
-
-
-def compaction_withdrawn(result: str) -> bool:
-    return result in ("deferred", "contended", "partial_skipped")
+MAX_COMPACT_RETRIES = 16  # mm/page_alloc.c
 
 
 # ----------------------------------------------------------------------------- accounting
@@ -206,8 +128,8 @@ class SlowPathTrace:
     reclaim_rounds: int = 0
     reclaimed: int = 0
     compact_attempts: int = 0
-    compact_results: list[str] = attrs.field(factory=list)
-    compact_priority: int = DEF_COMPACT_PRIORITY
+    compact_results: list[CompactResult] = attrs.field(factory=list)
+    compact_priority: CompactPriority = DEF_COMPACT_PRIORITY
     retries: int = 0
     kswapd_ran: bool = False  # a woken kswapd caught up before this allocation reclaimed
     reason: str = ""  # why it failed: atomic, noretry, costly, no_progress, nofail, in_reclaim
@@ -220,16 +142,14 @@ class SlowPathTrace:
 class FullSlowPath(SlowPath):
     """``__alloc_pages_slowpath`` with kswapd, direct reclaim and direct compaction.
 
-    ``compaction`` is the compaction seam (default: :mod:`pagemig.mm.compaction`);
     ``on_trace`` (optional) receives every allocation's :class:`SlowPathTrace`, for
     a probe that wants each one rather than the last.  ``kswapd_catch_up`` lets a
     woken kswapd run before an allocation reclaims for itself (see
-    :func:`pagemig.mm.daemons.kswapd_catch_up`); off, kswapd runs only at ticks.
+    :func:`pagemig.mm.vmscan.kswapd_catch_up`); off, kswapd runs only at ticks.
     """
 
-    def __init__(self, compaction: DirectCompaction | None = None,
-                 on_trace: Callable[[SlowPathTrace], None] | None = None, *, kswapd_catch_up: bool = True) -> None:
-        self.compaction: DirectCompaction = compaction if compaction is not None else ModuleCompaction()
+    def __init__(self, on_trace: Callable[[SlowPathTrace], None] | None = None, *,
+                 kswapd_catch_up: bool = True) -> None:
         self.on_trace = on_trace
         self.kswapd_catch_up = kswapd_catch_up
         self._alloc_flags: dict[int, int] = {}
@@ -254,13 +174,14 @@ class FullSlowPath(SlowPath):
         return machine.buddy.get_page_from_freelist(order, alloc_flags, ac)
 
     def _direct_compact(self, machine: Machine, order: int, alloc_flags: int, ac: AllocContext,
-                        prio: int, trace: SlowPathTrace) -> tuple[int, Zone | None, str | None]:
-        """``__alloc_pages_direct_compact``; order 0 never compacts (result None)."""
+                        prio: CompactPriority, trace: SlowPathTrace) -> tuple[int, Zone | None, CompactResult | None]:
+        """``__alloc_pages_direct_compact``; order 0 never compacts (result None).  Compaction
+        charges its own time to ``machine.stall_seconds``, so the trace takes the difference."""
         if not order:
             return -1, None, None
-        before = self.compaction.seconds(machine)
-        pfn, zone, result = self.compaction.direct_compact(machine, order, alloc_flags, ac, prio)
-        trace.seconds += max(0.0, self.compaction.seconds(machine) - before)  # already on the stall clock
+        before = machine.stall_seconds
+        pfn, zone, result = alloc_pages_direct_compact(machine, order, alloc_flags, ac, prio)
+        trace.seconds += max(0.0, machine.stall_seconds - before)  # already on the stall clock
         trace.compact_attempts += 1
         trace.compact_results.append(result)
         self.stats.direct_compactions += 1
@@ -298,20 +219,20 @@ class FullSlowPath(SlowPath):
         buddy = machine.buddy
         for zone in ac.zonelist:
             available = zone_reclaimable_pages(machine, zone, mask) + zone.free_pages
-            if buddy.zone_watermark_ok(zone, order, zone.watermark("min"), ac.highest_zoneidx, alloc_flags,
+            if buddy.zone_watermark_ok(zone, order, zone.wmark_pages(WMARK_MIN), ac.highest_zoneidx, alloc_flags,
                                        free_pages=available):
                 return True, no_progress_loops
         return False, no_progress_loops
 
     def should_compact_retry(self, machine: Machine, ac: AllocContext, order: int, alloc_flags: int,
-                             result: str | None, priority: int, retries: int) -> tuple[bool, int, int]:
-        """``should_compact_retry()`` (mm/page_alloc.c, v6.1, CONFIG_COMPACTION), the only
-        copy: ``result`` is the seam's name of the last ``compact_result`` (None: order 0,
-        no compaction ran).  The kernel updates the priority and the retry count through
-        pointers; here they come back with the verdict: (retry, priority, retries).
+                             result: CompactResult | None, priority: CompactPriority,
+                             retries: int) -> tuple[bool, CompactPriority, int]:
+        """``should_compact_retry()`` (mm/page_alloc.c, v6.1), the only copy: ``result`` is the
+        last ``compact_result`` (None: order 0, no compaction ran).  The kernel updates the
+        priority and the retry count through pointers; here they come back with the verdict: (retry, priority, retries).
 
         ``COMPACT_SKIPPED`` asks compaction whether reclaim could make some zone suitable
-        (``compaction_zonelist_suitable``, through the seam).
+        (``compaction_zonelist_suitable``).
         """
         if not order or result is None:
             return False, priority, retries
@@ -320,7 +241,7 @@ class FullSlowPath(SlowPath):
             retries += 1
         if compaction_needs_reclaim(result):
             # skipped for want of order-0 pages: retry only if reclaim looks able to help
-            return self.compaction.zonelist_suitable(machine, ac, order, alloc_flags), priority, retries
+            return compaction_zonelist_suitable(machine, ac, order, alloc_flags), priority, retries
         if not (compaction_failed(result) or compaction_withdrawn(result)):
             max_retries = MAX_COMPACT_RETRIES // 4 if costly_order else MAX_COMPACT_RETRIES
             if retries <= max_retries:
@@ -328,7 +249,7 @@ class FullSlowPath(SlowPath):
         # check_priority: failed, withdrawn or out of retries; go on at a higher priority if allowed
         min_priority = MIN_COMPACT_COSTLY_PRIORITY if costly_order else MIN_COMPACT_PRIORITY
         if priority > min_priority:
-            return True, priority - 1, 0
+            return True, CompactPriority(priority - 1), 0
         return False, priority, retries
 
     # ------------------------------------------------------------ the whole thing
@@ -354,18 +275,18 @@ class FullSlowPath(SlowPath):
     def _slowpath(self, machine: Machine, order: int, ac: AllocContext,
                   trace: SlowPathTrace) -> tuple[int, Zone | None]:
         gfp = int(ac.gfp)
-        can_direct_reclaim = bool(gfp & _DIRECT_RECLAIM)
+        can_direct_reclaim = bool(gfp & GFP_BIT_DIRECT_RECLAIM)
         costly_order = order > PAGE_ALLOC_COSTLY_ORDER
-        if gfp & _ATOMIC and can_direct_reclaim:  # WARN_ON_ONCE: atomic reserves are for atomic context
-            gfp &= ~_ATOMIC
+        if gfp & GFP_BIT_ATOMIC and can_direct_reclaim:  # WARN_ON_ONCE: atomic reserves are for atomic context
+            gfp &= ~GFP_BIT_ATOMIC
         compaction_retries = 0
         no_progress_loops = 0
         compact_priority = DEF_COMPACT_PRIORITY
-        compact_result: str | None = None
+        compact_result: CompactResult | None = None
         # PF_MEMALLOC: an allocation made from inside reclaim (a swap device storing a page)
         # may use every reserve, and must not recurse into reclaim
-        in_reclaim = reclaim_state(machine).in_reclaim > 0
-        pfmemalloc = bool(gfp & _MEMALLOC or in_reclaim) and not gfp & _NOMEMALLOC
+        in_reclaim = machine.reclaim.in_reclaim > 0
+        pfmemalloc = bool(gfp & GFP_BIT_MEMALLOC or in_reclaim) and not gfp & GFP_BIT_NOMEMALLOC
 
         alloc_flags = self._alloc_flags.get(gfp, -1)
         if alloc_flags < 0:
@@ -382,14 +303,14 @@ class FullSlowPath(SlowPath):
             if pfn >= 0:
                 return pfn, zone
 
-        if (can_direct_reclaim and (costly_order or (order > 0 and ac.migratetype != _MOVABLE_MT))
+        if (can_direct_reclaim and (costly_order or (order > 0 and ac.migratetype != MIGRATE_MOVABLE))
                 and not pfmemalloc):
             pfn, zone, compact_result = self._direct_compact(machine, order, alloc_flags, ac,
                                                              INIT_COMPACT_PRIORITY, trace)
             if pfn >= 0:
                 return pfn, zone
-            if costly_order and gfp & _NORETRY:
-                if compact_result in ("skipped", "deferred"):
+            if costly_order and gfp & GFP_BIT_NORETRY:
+                if compact_result in (COMPACT_SKIPPED, COMPACT_DEFERRED):
                     trace.reason = "noretry"
                     return -1, None
                 compact_priority = INIT_COMPACT_PRIORITY  # keep it async: sync could be very expensive
@@ -417,10 +338,10 @@ class FullSlowPath(SlowPath):
             if pfn >= 0:
                 return pfn, zone
 
-            if gfp & _NORETRY:
+            if gfp & GFP_BIT_NORETRY:
                 trace.reason = "noretry"
                 break
-            if costly_order and not gfp & _RETRY_MAYFAIL:
+            if costly_order and not gfp & GFP_BIT_RETRY_MAYFAIL:
                 trace.reason = "costly"
                 break
             retry, no_progress_loops = self.should_reclaim_retry(
@@ -436,7 +357,7 @@ class FullSlowPath(SlowPath):
             trace.reason = "no_progress"
             break
 
-        if gfp & _NOFAIL and can_direct_reclaim:
+        if gfp & GFP_BIT_NOFAIL and can_direct_reclaim:
             # __alloc_pages_cpuset_fallback(ALLOC_HARDER): reserves, but not all of them
             pfn, zone = self._freelist(machine, order, (alloc_flags & ~ALLOC_NO_WATERMARKS) | ALLOC_HARDER,
                                        ac, trace)
@@ -448,26 +369,10 @@ class FullSlowPath(SlowPath):
         return -1, None
 
 
-def install_slowpath(machine: Machine, compaction: DirectCompaction | None = None, *,
-                     kswapd_catch_up: bool = True) -> FullSlowPath:
-    """Give the machine the full slow path (``install_full_mm`` in daemons.py does this and
-    sets up kswapd and kcompactd)."""
-    sp = FullSlowPath(compaction, kswapd_catch_up=kswapd_catch_up)
-    machine.slowpath = sp
-    return sp
-
 
 __all__ = [
-    "COMPACT_PRIO_ASYNC",
-    "COMPACT_PRIO_SYNC_FULL",
-    "COMPACT_PRIO_SYNC_LIGHT",
-    "DEF_COMPACT_PRIORITY",
-    "INIT_COMPACT_PRIORITY",
     "MAX_COMPACT_RETRIES",
-    "DirectCompaction",
     "FullSlowPath",
-    "ModuleCompaction",
     "SlowPathStats",
     "SlowPathTrace",
-    "install_slowpath",
 ]

@@ -21,10 +21,10 @@ import attrs
 
 from pagemig.mm.gfp import MIGRATETYPE_NAMES, NR_MIGRATETYPES
 from pagemig.mm.pages import MAX_ORDER, NR_ORDERS
+from pagemig.mm.zone import Zone
 
 if TYPE_CHECKING:
     from pagemig.mm.machine import Machine
-    from pagemig.mm.zone import Zone
 
 NODE_ID = 0  # the simulator models one node
 
@@ -100,9 +100,9 @@ def _check_order(order: int) -> None:
 
 
 def _counts(source: Zone | Sequence[int]) -> Sequence[int]:
-    if hasattr(source, "nr_free_by_order"):
-        return source.nr_free_by_order()  # type: ignore[union-attr]
-    return source  # type: ignore[return-value]
+    if isinstance(source, Zone):
+        return source.nr_free_by_order()
+    return source
 
 
 def fragmentation_index(source: Zone | Sequence[int], order: int) -> int:

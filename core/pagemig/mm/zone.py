@@ -1,4 +1,5 @@
-"""Zones: their span, free areas, watermarks and the per-zone compaction state.
+"""Zones: their span, free areas, watermarks and the per-zone compaction state
+(``struct zone``, include/linux/mmzone.h, v6.1; the watermark setup of mm/page_alloc.c).
 
 Free lists are Python dicts (pfn -> None) per order and migratetype: a dict keeps
 insertion order, so ``popitem()`` takes the most recently freed block first, as the
@@ -19,6 +20,11 @@ from pagemig.mm.pages import NR_ORDERS, PAGE_SHIFT
 LOWMEM_RESERVE_RATIO = {ZoneType.DMA: 256, ZoneType.DMA32: 256, ZoneType.NORMAL: 32,
                         ZoneType.HIGHMEM: 0, ZoneType.MOVABLE: 0}
 SWAP_CLUSTER_MAX = 32
+
+# enum zone_watermarks: the index wmark_pages() takes, and what ALLOC_WMARK_* mean
+WMARK_MIN = 0
+WMARK_LOW = 1
+WMARK_HIGH = 2
 
 
 def min_free_kbytes_for(lowmem_kbytes: int) -> int:
@@ -49,7 +55,7 @@ class ZoneSpec:
 class Zone:
     """One zone of the (single) node."""
 
-    def __init__(self, spec: ZoneSpec, index: int) -> None:
+    def __init__(self, spec: ZoneSpec, index: int, pageblock_order: int) -> None:
         self.name = spec.name
         self.zone_type = spec.zone_type
         self.index = index  # position in machine.zones, lowest zone first
@@ -76,15 +82,14 @@ class Zone:
         self.compact_defer_shift = 0
         self.compact_order_failed = 0
         self.compact_blockskip_flush = False
-        self.reset_compaction_cache()
+        # set by __reset_isolation_suitable; zero until then (the kernel's zeroed struct zone)
+        self.compact_init_migrate_pfn = 0
+        self.compact_init_free_pfn = 0
+        self.pageblock_nr_pages = 1 << pageblock_order
+        reset_cached_positions(self)
 
     def __repr__(self) -> str:
         return f"Zone({self.name}, pfn {self.start_pfn:#x}-{self.end_pfn:#x}, free {self.free_pages})"
-
-    def reset_compaction_cache(self) -> None:
-        """``reset_cached_positions()``: scanners start again from the zone's two ends."""
-        self.compact_cached_migrate_pfn = [self.start_pfn, self.start_pfn]
-        self.compact_cached_free_pfn = self.end_pfn
 
     def contains(self, pfn: int) -> bool:
         return self.start_pfn <= pfn < self.end_pfn
@@ -102,10 +107,17 @@ class Zone:
     def free_area_empty(self, order: int, migratetype: int) -> bool:
         return not self.free_area[order][migratetype]
 
-    def watermark(self, which: str) -> int:
-        return {"min": self.wmark_min, "low": self.wmark_low, "high": self.wmark_high}[which] + (
-            self.watermark_boost
-        )
+    def wmark_pages(self, i: int) -> int:
+        """``wmark_pages(zone, i)``: watermark ``i`` (``WMARK_MIN``, ``WMARK_LOW``, ``WMARK_HIGH``,
+        or ``alloc_flags & ALLOC_WMARK_MASK``) plus the zone's boost."""
+        return (self.wmark_min, self.wmark_low, self.wmark_high)[i] + self.watermark_boost
+
+
+def reset_cached_positions(zone: Zone) -> None:
+    """``reset_cached_positions()`` (mm/compaction.c): the migration scanner restarts at the
+    zone's start, the free scanner at the start of its last pageblock."""
+    zone.compact_cached_migrate_pfn = [zone.start_pfn, zone.start_pfn]
+    zone.compact_cached_free_pfn = (zone.end_pfn - 1) & ~(zone.pageblock_nr_pages - 1)
 
 
 def setup_per_zone_wmarks(zones: list[Zone], min_free_kbytes: int, watermark_scale_factor: int) -> None:

@@ -80,8 +80,8 @@ def drop_caches_handler(run: Run, args: Sequence[str]) -> dict[str, Any]:
     swap off, so dirty pages stay, as in the kernel (run ``sync`` first there);
     slab through every registered shrinker.
     """
+    from pagemig.mm.lru import ShrinkControl, reclaimable_owners
     from pagemig.mm.pages import PageKind
-    from pagemig.mm.reclaim import ShrinkControl, reclaim_state, reclaimable_owners
 
     m = run.machine
     level = int(args[0]) if args else 3
@@ -95,7 +95,7 @@ def drop_caches_handler(run: Run, args: Sequence[str]) -> dict[str, Any]:
                 dropped += owner.shrink(PageKind.FILE, n, sc).reclaimed
         m.vmstat["drop_pagecache"] += 1
     if level & 2:
-        for shrinker in list(reclaim_state(m).shrinkers):
+        for shrinker in list(m.shrinkers):
             dropped += int(shrinker.scan_objects(int(shrinker.count_objects())))
         m.vmstat["drop_slab"] += 1
     return {"level": level, "pages_dropped": dropped, "free_pages_gained": m.nr_free_pages - before}
@@ -108,9 +108,9 @@ def sample_handler(run: Run, args: Sequence[str]) -> dict[str, Any]:
 
 
 def _sysctl_names() -> list[str]:
-    from pagemig.mm.machine import Sysctl
+    from pagemig.mm.sysctl import SYSCTL_NAMES
 
-    return [a.name for a in attrs.fields(Sysctl)]
+    return list(SYSCTL_NAMES)
 
 
 def _set_validate(args: Sequence[str]) -> None:
@@ -128,9 +128,10 @@ def _set_validate(args: Sequence[str]) -> None:
         value = int(args[1])
     except ValueError:
         raise ValueError(f"expected an integer value for {key}, got {args[1]!r}") from None
-    from pagemig.sim.scenario import SYSCTL_RANGES
+    from pagemig.mm.sysctl import tunable
 
-    lo, hi = SYSCTL_RANGES.get(key, (0, None))
+    t = tunable(key)
+    lo, hi = t.minimum, t.maximum
     if value < lo or (hi is not None and value > hi):
         raise ValueError(f"{key} must be from {lo} to {hi}" if hi is not None else f"{key} must be >= {lo}")
 

@@ -9,7 +9,7 @@ Each step of ``scenario.step`` simulated seconds, in this order:
    compaction happen inside them, on the machine's stall clock);
 3. every driver's ``tick`` (a balloon inflating towards its target, a GPU's jobs);
 4. the background daemons: kswapd, kcompactd and proactive compaction
-   (``pagemig.mm.daemons.background_tick``);
+   (``pagemig.mm.vmscan.background_tick``);
 5. the clock advances; a sample is taken at every ``[sample] interval``.
 
 Randomness comes from one ``numpy.random.SeedSequence`` of the scenario's seed,
@@ -35,8 +35,10 @@ from pagemig.driver import Driver
 from pagemig.hookspecs import hookimpl
 from pagemig.mm.invariants import check
 from pagemig.mm.machine import Machine
+from pagemig.mm.mm_init import boot
 from pagemig.mm.movable import DriverError
 from pagemig.mm.pages import PAGE_SIZE
+from pagemig.mm.vmscan import background_tick
 from pagemig.mm.vmstat import vmstat_items
 from pagemig.sim.observe import free_state, pageblock_map, usage_pages
 from pagemig.sim.result import CompactionRecord, RunResult
@@ -45,11 +47,6 @@ from pagemig.workloads.base import Workload
 
 log = structlog.get_logger(__name__)
 
-try:  # the full memory manager (reclaim, slow path, daemons); the bare allocator runs without it
-    from pagemig.mm.daemons import background_tick, install_full_mm
-except ImportError:  # pragma: no cover - only while the mm layer is incomplete
-    background_tick = None  # type: ignore[assignment]
-    install_full_mm = None  # type: ignore[assignment]
 
 EPS = 1e-9
 ProgressFn = Callable[[float, float], None]
@@ -146,9 +143,7 @@ class Run:
         self.scenario = scenario
         self.host = host
         self.machine = self._build_machine(scenario)
-        self.full_mm = install_full_mm is not None
-        if install_full_mm is not None:
-            install_full_mm(self.machine)
+        self.full_mm = True  # the booted kernel: reclaim, slow path, daemons (the result says so)
         self.machine.movable.on_driver_error = scenario.on_driver_error
         self.machine.hook = host.hook  # compaction's policy hooks find it here
         self.drivers: dict[str, Driver] = {}
@@ -299,8 +294,7 @@ class Run:
         for d in self.drivers.values():
             d.tick(now)
         t2 = time.perf_counter()
-        if background_tick is not None:
-            background_tick(m, now)
+        background_tick(m, now)
         t3 = time.perf_counter()
         self.timings["workloads_s"] += t1 - t0
         self.timings["drivers_s"] += t2 - t1
@@ -377,7 +371,7 @@ class Run:
         """A preset's or explicit zones' machine, or one imported from a real machine's snapshot."""
         spec = scenario.machine
         if spec.snapshot is None:
-            return Machine(spec.config())
+            return boot(spec.config())
         from pagemig.snapshot import machine_from_snapshot
 
         machine, _ = machine_from_snapshot(spec.snapshot)

@@ -26,6 +26,7 @@ import attrs
 
 from pagemig.mm.machine import MachineConfig
 from pagemig.mm.pages import MAX_ORDER, PAGE_SIZE
+from pagemig.mm.sysctl import SYSCTL_NAMES, SYSCTL_TABLE
 from pagemig.mm.zone import ZoneSpec
 from pagemig.sim import schema, units
 from pagemig.sim.commands import CommandInfo, split_command
@@ -36,25 +37,6 @@ MAX_MEMORY = 256 << 30
 MAX_STEPS = 1_000_000
 PRESETS = ("x86_64-guest", "arm32-device")
 
-# /proc/sys/vm ranges as the kernel's sysctl table clamps them (kernel/sysctl.c, mm/*.c, v6.1)
-SYSCTL_RANGES: dict[str, tuple[int, int | None]] = {
-    "min_free_kbytes": (0, None),
-    "watermark_scale_factor": (1, 3000),
-    "watermark_boost_factor": (0, None),
-    "extfrag_threshold": (0, 1000),
-    "compaction_proactiveness": (0, 100),
-    "compact_unevictable_allowed": (0, 1),
-    "swappiness": (0, 200),
-}
-SYSCTL_DOCS = {
-    "min_free_kbytes": "the min watermark in KiB (default: the kernel's sqrt formula)",
-    "watermark_scale_factor": "distance between watermarks, in 1/10000 of memory (default 10)",
-    "watermark_boost_factor": "watermark boost after fragmenting fallbacks (default 15000)",
-    "extfrag_threshold": "fragmentation index above which compaction is worth trying (default 500)",
-    "compaction_proactiveness": "proactive compaction, 0 (off) to 100 (default 20)",
-    "compact_unevictable_allowed": "may compaction move unevictable pages (default 1)",
-    "swappiness": "anon vs file reclaim balance, 0 to 200 (default 60)",
-}
 
 
 class ScenarioError(Exception):
@@ -386,9 +368,10 @@ MACHINE_FIELDS: dict[str, Field] = {
     "snapshot": schema.string(None, "a snapshot directory (`pagemig snapshot capture`, or raw /proc files): "
                                     "start from a real machine's memory instead of a preset"),
 }
-for _name, (_lo, _hi) in SYSCTL_RANGES.items():
-    MACHINE_FIELDS[_name] = schema.integer(None, SYSCTL_DOCS[_name], minimum=_lo, maximum=_hi)
-del _name, _lo, _hi
+for _tunable in SYSCTL_TABLE:  # /proc/sys/vm, ranged as the kernel's sysctl table clamps them
+    MACHINE_FIELDS[_tunable.name] = schema.integer(None, _tunable.doc, minimum=_tunable.minimum,
+                                                   maximum=_tunable.maximum)
+del _tunable
 
 ZONE_FIELDS: dict[str, Field] = {
     "name": schema.choice(("DMA", "DMA32", "Normal", "HighMem", "Movable"), doc="the zone"),
@@ -466,7 +449,7 @@ class _Loader:
 
     def machine(self, table: Any) -> MachineSpec:
         m = self.check(table, MACHINE_FIELDS, "machine")
-        sysctl = {k: m[k] for k in SYSCTL_RANGES if m[k] is not None}
+        sysctl = {k: m[k] for k in SYSCTL_NAMES if m[k] is not None}
         if m["snapshot"] is not None:
             return self.snapshot_machine(m, sysctl)
         pbo = m["pageblock_order"]

@@ -123,13 +123,10 @@ def import_cmd(directory: str) -> None:
 def compact_cmd(directory: str, json_out: str | None) -> None:
     """Import a snapshot, run full compaction on it (echo 1 > /proc/sys/vm/compact_memory)."""
     from pagemig.oracle.compare import unusable_index
-    from pagemig.snapshot.simulate import SimulatorUnavailable, simulate_compact_memory
+    from pagemig.snapshot.simulate import simulate_compact_memory
 
     _snap, state = _load(directory)
-    try:
-        sim = simulate_compact_memory(state)
-    except SimulatorUnavailable as e:
-        raise Unavailable(str(e)) from e
+    sim = simulate_compact_memory(state)
     if json_out != "-":
         for zone in sim.before:
             b, a = sim.before[zone], sim.after[zone]
@@ -188,7 +185,7 @@ def oracle_run_cmd(workload: str, mem: str, json_out: str | None, keep: str | No
     from pagemig.oracle.compare import compare, counter_deltas
     from pagemig.oracle.uml import WORKLOADS, UmlRunError, UmlUnavailable, parse_mem, run_guest
     from pagemig.snapshot.capture import finalize
-    from pagemig.snapshot.simulate import SimulatorUnavailable, simulate_compact_memory
+    from pagemig.snapshot.simulate import simulate_compact_memory
 
     if workload not in WORKLOADS:
         raise BadInput(f"workload {workload!r}: expected one of {', '.join(WORKLOADS)}")
@@ -227,12 +224,7 @@ def oracle_run_cmd(workload: str, mem: str, json_out: str | None, keep: str | No
         if no_sim:
             real_only()
             return
-        try:
-            sim = simulate_compact_memory(state)
-        except SimulatorUnavailable as e:
-            real_only()
-            where = f"; the run is kept in {run.run_dir}" if keep else ""
-            raise Unavailable(f"{e}{where}") from e
+        sim = simulate_compact_memory(state)
         cmp = compare(workload, mem, snap_b, snap_a, state, sim, run.compact_seconds,
                       workload_seconds=run.workload_seconds, boot_seconds=run.boot_seconds)
         if json_out != "-":

@@ -1,14 +1,13 @@
 """Put an imported snapshot into a simulated machine and run full compaction on it.
 
 This is the one place the snapshot package touches the simulator, through its public
-seams only: ``Machine(MachineConfig(...))``, ``Machine.load_state`` and
+seams only: ``boot(MachineConfig(...))``, ``Machine.load_state`` and
 ``pagemig.mm.compaction.compact_memory`` (what ``echo 1 > /proc/sys/vm/compact_memory``
 does: every zone, order -1, MIGRATE_SYNC, skip hints ignored).
 """
 
 from __future__ import annotations
 
-import importlib
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -16,7 +15,9 @@ from typing import Any
 import attrs
 import numpy as np
 
+from pagemig.mm.compaction import compact_memory
 from pagemig.mm.machine import Machine, MachineConfig
+from pagemig.mm.mm_init import boot
 from pagemig.mm.movable import MIGRATEPAGE_SUCCESS, MigrateMode, set_movable
 from pagemig.mm.pages import Page, PageFlag, copy_page
 from pagemig.mm.zone import ZoneSpec
@@ -29,24 +30,6 @@ COMPACTION_COUNTERS = (
     "compact_daemon_wake", "compact_daemon_migrate_scanned", "compact_daemon_free_scanned",
     "pgmigrate_success", "pgmigrate_fail",
 )
-
-
-class SimulatorUnavailable(RuntimeError):
-    """The simulator part this needs (full compaction) is not in this install."""
-
-
-def compaction_module() -> Any:
-    """``pagemig.mm.compaction``, or :class:`SimulatorUnavailable` if it is not there yet."""
-    try:
-        mod = importlib.import_module("pagemig.mm.compaction")
-    except ModuleNotFoundError as e:
-        if e.name != "pagemig.mm.compaction":
-            raise
-        raise SimulatorUnavailable("pagemig.mm.compaction is not available: the simulator "
-                                   "cannot compact yet") from e
-    if not hasattr(mod, "compact_memory"):
-        raise SimulatorUnavailable("pagemig.mm.compaction has no compact_memory(machine)")
-    return mod
 
 
 class ImportedMovableOps:
@@ -79,7 +62,7 @@ def build_machine(state: ImportedState, min_free_kbytes: int | None = None) -> M
         pageblock_order=state.pageblock_order,
         min_free_kbytes=min_free_kbytes,
     )
-    machine = Machine(cfg)
+    machine = boot(cfg)
     if machine.nr_pages != state.nr_pfns:
         raise ValueError(f"machine has {machine.nr_pages} pages, the snapshot {state.nr_pfns}")
     machine.load_state(state.kind, state.free_pfns, state.free_orders, state.pageblock_mt, state.pinned)
@@ -115,13 +98,12 @@ class SimCompaction:
 
 def simulate_compact_memory(state: ImportedState, min_free_kbytes: int | None = None) -> SimCompaction:
     """Import ``state`` into a fresh machine and run full compaction there."""
-    mod = compaction_module()
     machine = build_machine(state, min_free_kbytes)
     before = buddyinfo_of(machine)
     vm0 = dict(machine.read_vmstat())
     free0 = _free_state(machine)
     t0 = time.perf_counter()
-    report = mod.compact_memory(machine)
+    report = compact_memory(machine)
     seconds = time.perf_counter() - t0
     vm1 = machine.read_vmstat()
     keys = set(COMPACTION_COUNTERS) | {k for k in vm1 if k.startswith(("compact_", "pgmigrate_"))}

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import importlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -22,6 +21,7 @@ from typing import Any
 import attrs
 import numpy as np
 
+from pagemig.mm.compaction import compact_memory
 from pagemig.mm.gfp import GFP_HIGHUSER_MOVABLE
 from pagemig.mm.machine import Machine
 from pagemig.mm.migrate import MIGRATE_PASSES, migrate_pages
@@ -205,20 +205,6 @@ def migrate(machine: Machine, pfns: Iterable[int], mode: MigrateMode = MigrateMo
     return list(outcomes.values())
 
 
-def compaction_entry() -> Callable[[Machine], Any] | None:
-    """Full compaction of every zone (``echo 1 > /proc/sys/vm/compact_memory``) if the core has it."""
-    try:
-        mod = importlib.import_module("pagemig.mm.compaction")
-    except ImportError:
-        return None
-    fn = getattr(mod, "compact_memory", None) or getattr(mod, "compact_nodes", None)
-    return fn if callable(fn) else None
-
-
-def compact_all(machine: Machine) -> bool:
-    """Run full compaction if the core provides it; returns whether it ran."""
-    fn = compaction_entry()
-    if fn is None:
-        return False
-    fn(machine)
-    return True
+def compact_all(machine: Machine) -> None:
+    """Full compaction of every zone (``echo 1 > /proc/sys/vm/compact_memory``)."""
+    compact_memory(machine)

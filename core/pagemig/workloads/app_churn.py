@@ -24,9 +24,9 @@ import attrs
 import numpy as np
 
 from pagemig.mm.gfp import GFP_HIGHUSER_MOVABLE, GFP_KERNEL, GFP_KERNEL_ACCOUNT, GFP_TRANSHUGE_LIGHT, Gfp
+from pagemig.mm.lru import LruOwner
 from pagemig.mm.machine import Machine
 from pagemig.mm.pages import PageKind
-from pagemig.mm.reclaim import LruOwner
 from pagemig.sim import schema
 from pagemig.workloads.base import CompoundOwner, ProcessPool, TrackedOwner, Workload
 

@@ -18,10 +18,10 @@ import attrs
 import numpy as np
 
 from pagemig.mm.gfp import Gfp
+from pagemig.mm.lru import LruOwner
 from pagemig.mm.machine import Machine
 from pagemig.mm.owner import Owner, PageSet
 from pagemig.mm.pages import PageKind
-from pagemig.mm.reclaim import LruOwner
 
 
 @attrs.frozen
@@ -120,7 +120,7 @@ def pick_random(pfns: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarra
 class TrackedOwner(Owner):
     """One kind of non-LRU page (slab, page tables, kernel memory) held by a workload, in
     one :class:`PageSet`.  LRU pages (anon, page cache) go to
-    :class:`pagemig.mm.reclaim.LruOwner` instead, which reclaim knows how to shrink.
+    :class:`pagemig.mm.lru.LruOwner` instead, which reclaim knows how to shrink.
 
     Tokens are a per-owner sequence under the owner id, so every write is distinct
     and the checker sees a page that migration forgot to copy.

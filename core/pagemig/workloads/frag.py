@@ -26,9 +26,9 @@ from typing import Any
 import numpy as np
 
 from pagemig.mm.gfp import GFP_HIGHUSER_MOVABLE
+from pagemig.mm.lru import LruOwner
 from pagemig.mm.machine import Machine
 from pagemig.mm.pages import PageKind
-from pagemig.mm.reclaim import LruOwner
 from pagemig.sim import schema
 from pagemig.workloads.base import Workload
 

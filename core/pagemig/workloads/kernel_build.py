@@ -50,9 +50,10 @@ import attrs
 import numpy as np
 
 from pagemig.mm.gfp import GFP_HIGHUSER_MOVABLE, GFP_KERNEL, GFP_KERNEL_ACCOUNT, Gfp
+from pagemig.mm.lru import LruOwner
 from pagemig.mm.machine import Machine
 from pagemig.mm.pages import PAGE_SIZE, PageFlag, PageKind
-from pagemig.mm.reclaim import LruOwner, register_shrinker
+from pagemig.mm.shrinker import register_shrinker
 from pagemig.sim import schema
 from pagemig.workloads.base import CompoundOwner, ProcessPool, TrackedOwner, Workload
 
@@ -367,7 +368,7 @@ class DentryCache(TrackedOwner):
         if want > 0:
             self.alloc(want)
 
-    # Shrinker protocol (pagemig.mm.reclaim)
+    # Shrinker protocol (pagemig.mm.shrinker)
     def count_objects(self) -> int:
         return len(self)
 

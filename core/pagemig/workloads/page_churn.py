@@ -18,9 +18,9 @@ from typing import Any
 import numpy as np
 
 from pagemig.mm.gfp import Gfp
+from pagemig.mm.lru import LruOwner
 from pagemig.mm.machine import Machine
 from pagemig.mm.pages import PageKind
-from pagemig.mm.reclaim import LruOwner
 from pagemig.sim import schema
 from pagemig.workloads.base import TrackedOwner, Workload, pick_random
 from pagemig.workloads.frag import fillable_pages

@@ -1,7 +1,7 @@
 """zram: a compressed swap device whose storage is zsmalloc (drivers/block/zram, v4.8).
 
 The device registers itself as the machine's swap device (``swapon``) through the
-core's :class:`~pagemig.mm.reclaim.SwapDevice` protocol: reclaim hands it the content
+core's :class:`~pagemig.mm.swap.SwapDevice` protocol: reclaim hands it the content
 of each anon page it swaps out, zram "compresses" it into a zsmalloc object and
 returns the slot; a swap-in reads the object back and must return exactly what was
 written (the core's ``LruOwner`` checks it).
@@ -115,7 +115,7 @@ class ZramDevice(Driver):
                          "orig_data_size": 0, "compr_data_size": 0, "mem_used_max": 0, "huge_pages": 0}
         self.swapon = False
         if opts.get("swap", True):
-            from pagemig.mm.reclaim import register_swap_device
+            from pagemig.mm.swap import register_swap_device
 
             register_swap_device(machine, self)
             self.swapon = True

@@ -8,9 +8,11 @@ import pytest
 
 from pagemig.mm.gfp import Gfp, MigrateType
 from pagemig.mm.invariants import assert_consistent
+from pagemig.mm.lru import LruOwner
 from pagemig.mm.machine import Machine, MachineConfig, MiB
 from pagemig.mm.pages import PageFlag, PageKind
-from pagemig.mm.reclaim import LruOwner, reclaim_pages, swap_devices
+from pagemig.mm.swap import swap_devices
+from pagemig.mm.vmscan import reclaim_pages
 from pagemig.sim.schema import TableError
 from pagemig_zram.driver import (
     MAX_ZPAGE_SIZE,

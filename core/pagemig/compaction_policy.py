@@ -4,6 +4,8 @@ The core registers this module like any plugin (``pagemig.plugins.BUILTIN_PLUGIN
 so a plugin replaces one phase by answering the same firstresult hook (its answer
 wins, being registered later), and an observer sees the same calls the defaults do.
 The implementations are ``trylast`` so that they answer only when nobody else did.
+It lives beside the hook specifications, not in :mod:`pagemig.mm`, because it binds the
+two: the simulated kernel knows nothing of plugins.
 """
 
 from __future__ import annotations
