@@ -28,7 +28,7 @@ def uml_or_skip(workload: str) -> None:
 
 def test_package_data_is_installed() -> None:
     files = resources.files("pagemig.oracle")
-    for name in ("init.sh", "frag.c", "workload-frag.sh", "workload-zram.sh"):
+    for name in ("init.sh", "frag.c", "xstate-shim.c", "workload-frag.sh", "workload-zram.sh"):
         assert files.joinpath(name).is_file(), f"{name} missing from the installed package"
     assert "compact_memory" in files.joinpath("init.sh").read_text()
 

@@ -8,6 +8,9 @@ Settings, all measured here (shared/reference/kernel-mm.md section 7):
 - ``setarch x86_64 -R``: without it host address randomisation makes UML reserve a hole
   of random size at the bottom of physical memory, and two boots differ in layout.
 - ``con=null con0=fd:0,fd:1`` and stdin from /dev/null: the console goes to a log file.
+- ``LD_PRELOAD`` of :file:`xstate-shim.c` (built on the host with gcc): UML 6.1 restores a
+  guest's FPU registers from a buffer smaller than an AMX host's XSAVE state, which the
+  host refuses, and init dies at once; the shim completes the buffer (its comment says how).
 - Every boot is wrapped in a timeout and killed, with its whole process group (UML runs
   one host process per guest process), if it does not power off in time.
 
@@ -132,6 +135,27 @@ def build_frag(out: Path) -> Path:
     return exe
 
 
+def build_xstate_shim(out: Path) -> Path | None:
+    """Compile the ptrace shim (xstate-shim.c) into ``out``, or None without gcc.
+
+    Built for every boot rather than only on hosts that need it: it passes every call
+    through where UML's buffer fits, and deciding "needs it" would mean guessing the host's
+    XSAVE size from cpuid, which is what the host kernel already knows."""
+    if shutil.which("gcc") is None:
+        return None
+    src = out / "xstate-shim.c"
+    src.write_text(data_file("xstate-shim.c"))
+    lib = out / "xstate-shim.so"
+    proc = subprocess.run(["gcc", "-O2", "-Wall", "-shared", "-fPIC", "-o", str(lib), str(src), "-ldl"],
+                          capture_output=True, text=True, timeout=120)
+    if proc.returncode != 0:
+        raise UmlUnavailable(f"gcc could not build xstate-shim.c: {proc.stderr.strip()[:500]}")
+    return lib
+
+
+FP_REGS_FAILED = "ptrace set fp regs failed"
+
+
 @attrs.frozen
 class GuestRun:
     """What one boot left behind."""
@@ -193,6 +217,10 @@ def run_guest(workload: str, mem: str = DEFAULT_MEM, timeout: float = DEFAULT_TI
     (run_dir / "run.env").write_text("".join(f"{k}={shlex.quote(v)}\n" for k, v in env.items()))
     if wl.needs_frag:
         build_frag(run_dir)
+    shim = build_xstate_shim(run_dir)
+    host_env = dict(os.environ)
+    if shim is not None:
+        host_env["LD_PRELOAD"] = " ".join(filter(None, [str(shim), host_env.get("LD_PRELOAD", "")]))
 
     cmd = [str(uml), f"mem={mem}", "root=/dev/root", "rootfstype=hostfs", "rootflags=/", "rw",
            f"init={init}", "con=null", "con0=fd:0,fd:1", f"PAGEMIG_RUN={run_dir}"]
@@ -206,7 +234,7 @@ def run_guest(workload: str, mem: str = DEFAULT_MEM, timeout: float = DEFAULT_TI
     t0 = time.monotonic()
     with console.open("wb") as out:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                cwd=run_dir, start_new_session=True)
+                                cwd=run_dir, start_new_session=True, env=host_env)
         try:
             proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -220,6 +248,10 @@ def run_guest(workload: str, mem: str = DEFAULT_MEM, timeout: float = DEFAULT_TI
     status = (run_dir / "status").read_text().strip() if (run_dir / "status").exists() else ""
     if status != "ok":
         why = status or f"no status written (linux.uml exit code {proc.returncode})"
+        if FP_REGS_FAILED in console.read_text(errors="replace"):
+            why += (f"; the console says {FP_REGS_FAILED!r}: this host's FPU state is larger than "
+                    "UML 6.1's buffer" + (" and the xstate shim did not help" if shim else
+                                          ", and without gcc the oracle cannot build its xstate shim"))
         raise UmlRunError(f"oracle run failed: {why}. Console: {console}\n{_tail(console)}")
     times = {}
     for line in (run_dir / "times").read_text().splitlines():
