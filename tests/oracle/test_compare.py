@@ -114,7 +114,7 @@ def test_snapshot_compact_cli_json(tmp_path: Path) -> None:
 
     from click.testing import CliRunner
 
-    from pagemig.snapshot.cli import snapshot_group
+    from pagemig.cli.snapshot import snapshot_group
 
     out = tmp_path / "c.json"
     r = CliRunner().invoke(snapshot_group, ["compact", str(FIXTURES / "uml-frag-128M" / "before"), "--json", str(out)])

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from pagemig.cli.snapshot import oracle_group
 from pagemig.oracle.uml import WORKLOADS, UmlUnavailable, build_frag, check_uml, parse_mem
-from pagemig.snapshot.cli import oracle_group
 from pagemig.snapshot.importer import import_snapshot
 from pagemig.snapshot.model import load_snapshot
 

@@ -10,13 +10,14 @@ import pytest
 from click.testing import CliRunner, Result
 
 import pagemig.cli as cli_mod
+import pagemig.cli.state as cli_state
 from pagemig.plugins import PluginHost
 
 
 @pytest.fixture
 def invoke(host: PluginHost, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Result]:
     """Run the CLI with the test host (built-ins and the toy plugin only)."""
-    monkeypatch.setattr(cli_mod, "get_plugin_host", lambda **kw: host)
+    monkeypatch.setattr(cli_state, "get_plugin_host", lambda **kw: host)
 
     def _invoke(*args: str) -> Result:
         return CliRunner().invoke(cli_mod.cli, list(args), catch_exceptions=False)

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from pagemig.cli.snapshot import oracle_group, snapshot_group
 from pagemig.snapshot.capture import capture, finalize
-from pagemig.snapshot.cli import oracle_group, snapshot_group
 from pagemig.snapshot.model import load_snapshot
 from pagemig.snapshot.parse import SnapshotFormatError
 

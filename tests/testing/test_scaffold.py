@@ -22,7 +22,7 @@ from click.testing import CliRunner
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pagemig.testing.cli import new_driver
+from pagemig.cli.new_driver import new_driver
 from pagemig.testing.scaffold import (
     PLACEHOLDER_RE,
     ScaffoldError,

@@ -14,7 +14,7 @@ that was broken (:mod:`pagemig.testing.rules`).  The pytest plugin
 (:mod:`pagemig.testing.plugin`) adds fixtures for a driver's own tests.
 
 Heavy imports (pytest, hypothesis) happen only when the suite is used, so that
-``pagemig new-driver`` (:mod:`pagemig.testing.cli`) works without the test extras.
+``pagemig new-driver`` (:mod:`pagemig.cli.new_driver`) works without the test extras.
 """
 
 from __future__ import annotations

@@ -1,4 +1,11 @@
-"""The ``pagemig`` command line (click).  Results go to stdout, logs to stderr."""
+"""The ``pagemig`` command line (click).  Results go to stdout, logs to stderr.
+
+Every click command lives in this package, above everything it calls: the group and
+``plugins`` here, the run commands in :mod:`pagemig.cli.sim`, ``snapshot`` and
+``oracle`` in :mod:`pagemig.cli.snapshot`, ``new-driver`` in
+:mod:`pagemig.cli.new_driver`; what they share (the group's options, one plugin host)
+in :mod:`pagemig.cli.state`.  Nothing below imports this package.
+"""
 
 from __future__ import annotations
 
@@ -9,35 +16,8 @@ from typing import Any
 import click
 
 from pagemig import __version__
+from pagemig.cli.state import CliState, shared_host
 from pagemig.logging import configure_logging
-from pagemig.plugins import PluginHost, get_plugin_host
-
-
-class CliState:
-    """What the group's options decided, shared with the subcommands."""
-
-    def __init__(self, blocked: tuple[str, ...], log_format: str, log_level: str) -> None:
-        self.blocked = blocked
-        self.log_format = log_format
-        self.log_level = log_level
-        self._host: PluginHost | None = None
-
-    @property
-    def host(self) -> PluginHost:
-        if self._host is None:
-            self._host = _shared_host(self.blocked)
-        return self._host
-
-
-_HOSTS: dict[tuple[str, ...], PluginHost] = {}
-
-
-def _shared_host(blocked: tuple[str, ...]) -> PluginHost:
-    """One plugin host per process and block list, so a broken plugin is reported once."""
-    key = tuple(sorted(blocked))
-    if key not in _HOSTS:
-        _HOSTS[key] = get_plugin_host(blocked=key)
-    return _HOSTS[key]
 
 
 def _blocked_from_argv(argv: list[str]) -> tuple[str, ...]:
@@ -92,16 +72,16 @@ def plugins_cmd(state: CliState, as_json: bool) -> None:
 def _add_plugin_commands(blocked: tuple[str, ...]) -> None:
     """Let plugins add subcommands (``pagemig_cli_commands``); a failing plugin is skipped."""
     try:
-        host = _shared_host(blocked)
+        host = shared_host(blocked)
         host.hook.pagemig_cli_commands(cli=cli)
     except Exception as exc:  # noqa: BLE001 - the CLI must start even if a plugin's hook is broken
         print(f"pagemig: a plugin failed to add its commands: {exc}", file=sys.stderr)
 
 
 def _add_core_commands() -> None:
-    from pagemig.sim.cli import add_commands as add_sim_commands
-    from pagemig.snapshot.cli import oracle_group, snapshot_group
-    from pagemig.testing.cli import new_driver
+    from pagemig.cli.new_driver import new_driver
+    from pagemig.cli.sim import add_commands as add_sim_commands
+    from pagemig.cli.snapshot import oracle_group, snapshot_group
 
     add_sim_commands(cli)
     cli.add_command(new_driver)

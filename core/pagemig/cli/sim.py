@@ -18,6 +18,8 @@ from typing import Any
 
 import click
 
+from pagemig.cli.state import CliState
+
 LOG_FORMATS = click.Choice(["console", "json"])
 
 
@@ -34,8 +36,6 @@ def _state(ctx: click.Context) -> Any:
     """The group's CliState, or a fresh one when the command runs outside the group (tests)."""
     obj = ctx.find_object(object)
     if obj is None or not hasattr(obj, "host"):
-        from pagemig.cli import CliState
-
         obj = CliState((), "auto", "warning")
         ctx.obj = obj
     return obj
