@@ -29,7 +29,7 @@ def test_buddyinfo_lines_match_proc_format() -> None:
 
 def test_index_rows_match_debugfs_files() -> None:
     m = Machine(MachineConfig.x86_64_guest(256 * MiB))
-    from pagemig.sim.observe import indexes
+    from pagemig.mm.vmstat import indexes
 
     for zone, unusable_line, extfrag_line in zip(m.zones, render_unusable_index(m).splitlines(),
                                                  render_extfrag_index(m).splitlines(), strict=True):

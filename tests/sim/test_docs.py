@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from pagemig.sim import scenario
-from pagemig.sim.commands import builtin_commands
+from pagemig.sim.builtin import builtin_commands
 from pagemig.workloads import alloc_probe, app_churn, frag, kernel_build, page_churn
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"

@@ -369,10 +369,16 @@ class FullSlowPath(SlowPath):
         return -1, None
 
 
+def stall_seconds(machine: Machine) -> float:
+    """Simulated time the slow path has stalled allocations so far (0 with the bare
+    allocator, whose slow path only retries at the min watermark)."""
+    return float(getattr(getattr(machine.slowpath, "stats", None), "stall_seconds", 0.0))
+
 
 __all__ = [
     "MAX_COMPACT_RETRIES",
     "FullSlowPath",
     "SlowPathStats",
     "SlowPathTrace",
+    "stall_seconds",
 ]

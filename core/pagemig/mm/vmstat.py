@@ -15,12 +15,12 @@ zones; tests feed them hand-worked counts.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from pagemig.mm.gfp import MIGRATETYPE_NAMES, NR_MIGRATETYPES
-from pagemig.mm.pages import MAX_ORDER, NR_ORDERS
+from pagemig.mm.gfp import MIGRATE_PCPTYPES, MIGRATETYPE_NAMES, NR_MIGRATETYPES
+from pagemig.mm.pages import MAX_ORDER, NR_ORDERS, PAGE_ALLOC_COSTLY_ORDER
 from pagemig.mm.zone import Zone
 
 if TYPE_CHECKING:
@@ -257,6 +257,58 @@ def pageblock_counts(machine: Machine, zone: Zone) -> list[int]:
         if t < NR_MIGRATETYPES:
             counts[t] += 1
     return counts
+
+
+def node_free_blocks(machine: Machine) -> list[int]:
+    """Free blocks per order summed over the zones."""
+    total = [0] * NR_ORDERS
+    for zone in machine.zones:
+        for o, n in enumerate(zone.nr_free_by_order()):
+            total[o] += n
+    return total
+
+
+def indexes(blocks: list[int]) -> dict[str, list[int]]:
+    """Both of mm/vmstat.c's indexes (x1000) at every order, from free-block counts."""
+    return {
+        "fragmentation_index": [fragmentation_index(blocks, o) for o in range(NR_ORDERS)],
+        "unusable_index": [unusable_free_index(blocks, o) for o in range(NR_ORDERS)],
+    }
+
+
+def zone_free_by_type(zone: Zone) -> dict[str, list[int]]:
+    """``/proc/pagetypeinfo``'s free counts: per migratetype, free blocks per order."""
+    return {MIGRATETYPE_NAMES[mt]: zone.nr_free_by_type(mt) for mt in range(NR_MIGRATETYPES)
+            if mt < MIGRATE_PCPTYPES or any(zone.nr_free_by_type(mt))}
+
+
+def zone_pageblocks(machine: Machine, zone: Zone) -> dict[str, int]:
+    """``/proc/pagetypeinfo``'s second table: pageblocks of each migratetype in a zone."""
+    counts = pageblock_counts(machine, zone)
+    return {MIGRATETYPE_NAMES[mt]: n for mt, n in enumerate(counts) if mt < MIGRATE_PCPTYPES or n}
+
+
+def free_state(machine: Machine, *, pagetypes: bool = False) -> dict[str, Any]:
+    """Free memory as the simulator's samples and compaction records hold it: node-wide free blocks per
+    order, both indexes per order, the free pages in blocks of order >= 3 and >=
+    pageblock order, and the same per zone; with ``pagetypes``, each zone's
+    /proc/pagetypeinfo counts too (free blocks per migratetype, pageblocks per type)."""
+    blocks = node_free_blocks(machine)
+    zones = {}
+    for zone in machine.zones:
+        zb = zone.nr_free_by_order()
+        zones[zone.name] = {"free_blocks": zb, "free_pages": zone.free_pages, **indexes(zb)}
+        if pagetypes:
+            zones[zone.name]["free_by_type"] = zone_free_by_type(zone)
+            zones[zone.name]["pageblocks"] = zone_pageblocks(machine, zone)
+    return {
+        "free_pages": machine.nr_free_pages,
+        "free_blocks": blocks,
+        **indexes(blocks),
+        "free_pages_order_ge_3": free_pages_at_or_above(blocks, PAGE_ALLOC_COSTLY_ORDER),
+        "free_pages_order_ge_pageblock": free_pages_at_or_above(blocks, machine.pageblock_order),
+        "zones": zones,
+    }
 
 
 def render_pagetypeinfo(machine: Machine, migratetypes: int = NR_MIGRATETYPES) -> str:

@@ -29,7 +29,7 @@ from matplotlib.patches import Patch
 
 from pagemig.mm.gfp import MIGRATETYPE_NAMES
 from pagemig.mm.pages import NR_ORDERS, PAGE_ALLOC_COSTLY_ORDER, PAGE_SIZE
-from pagemig.sim.observe import PageblockMap
+from pagemig.sim.result import PageblockMap
 
 MIB_PAGES = (1 << 20) // PAGE_SIZE
 MT_COLOURS = ["#d62728", "#2ca02c", "#1f77b4", "#9467bd", "#17becf", "#7f7f7f"]  # by migratetype

@@ -2,7 +2,8 @@
 
 A command is a line such as ``balloon 512`` or ``set compaction_proactiveness 0``,
 split like a shell line.  The core's own (``compact``, ``drop_caches``, ``sample``,
-``set``) are registered through ``pagemig_register_commands`` like any plugin's.
+``set``, in :mod:`pagemig.sim.builtin`) are registered through
+``pagemig_register_commands`` like any plugin's.
 A plugin command that needs a driver names it in ``CommandInfo.driver``; the
 scenario loader refuses a timeline that uses it without loading that driver, so
 the mistake shows at once and not ten simulated minutes into a run.
@@ -10,20 +11,62 @@ the mistake shows at once and not ten simulated minutes into a run.
 ``validate(args)`` runs when the scenario is loaded (raise ``ValueError`` saying
 what was expected); ``handler(run, args)`` runs at the command's time and may
 return a dict of figures that goes into the result's ``timeline`` record.
+
+This module is the registration vocabulary only, below the scenario loader and the
+event loop that both use it: a handler is typed by :class:`CommandRun`, what it may
+use of a run, not by the loop's ``Run`` class, so nothing here imports the loop.
 """
 
 from __future__ import annotations
 
 import shlex
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 
 if TYPE_CHECKING:
-    from pagemig.sim.loop import Run
+    import numpy as np
 
-Handler = Callable[["Run", Sequence[str]], "Mapping[str, Any] | None"]
+    from pagemig.driver import Driver
+    from pagemig.mm.machine import Machine
+    from pagemig.sim.result import CompactionRecord
+
+
+class CommandRun(Protocol):
+    """What a command's handler (and ``pagemig_run_start``) may use of the run:
+    the event loop's ``Run`` provides it."""
+
+    @property
+    def machine(self) -> Machine:
+        """The simulated machine."""
+        ...
+
+    @property
+    def drivers(self) -> Mapping[str, Driver]:
+        """The scenario's drivers by name."""
+        ...
+
+    @property
+    def now(self) -> float:
+        """Simulated seconds since the run began."""
+        ...
+
+    def sample(self, reason: str = "interval") -> dict[str, Any]:
+        """Record a sample now."""
+        ...
+
+    def compaction(self, trigger: str) -> AbstractContextManager[CompactionRecord]:
+        """Record free memory before and after whatever runs inside it as one compaction."""
+        ...
+
+    def rng(self, name: str, kind: str = "plugin") -> np.random.Generator:
+        """A random stream of the caller's own, derived from the scenario's seed."""
+        ...
+
+
+Handler = Callable[[CommandRun, Sequence[str]], "Mapping[str, Any] | None"]
 
 
 @attrs.frozen
@@ -50,112 +93,4 @@ def split_command(line: str) -> tuple[str, tuple[str, ...]]:
     return parts[0], tuple(parts[1:])
 
 
-# ------------------------------------------------------------------ the core's commands
-def _no_args(args: Sequence[str]) -> None:
-    if args:
-        raise ValueError("this command takes no arguments")
-
-
-def compact_handler(run: Run, args: Sequence[str]) -> dict[str, Any]:
-    """``echo 1 > /proc/sys/vm/compact_memory``: full compaction of every zone."""
-    from pagemig.mm.compaction import compact_memory
-
-    with run.compaction("compact_memory") as record:
-        compact_memory(run.machine)
-    return {"compaction": record.index}
-
-
-DROP_CACHES_EXPECTED = "1 (page cache), 2 (reclaimable slab) or 3 (both), as /proc/sys/vm/drop_caches takes"
-
-
-def _drop_caches_validate(args: Sequence[str]) -> None:
-    if len(args) > 1 or (args and args[0] not in ("1", "2", "3")):
-        raise ValueError(f"expected no argument or {DROP_CACHES_EXPECTED}")
-
-
-def drop_caches_handler(run: Run, args: Sequence[str]) -> dict[str, Any]:
-    """``echo N > /proc/sys/vm/drop_caches``: free clean page cache (1), reclaimable slab (2), or both.
-
-    Page cache goes through every reclaimable owner's ``shrink`` with writeback and
-    swap off, so dirty pages stay, as in the kernel (run ``sync`` first there);
-    slab through every registered shrinker.
-    """
-    from pagemig.mm.lru import ShrinkControl, reclaimable_owners
-    from pagemig.mm.pages import PageKind
-
-    m = run.machine
-    level = int(args[0]) if args else 3
-    before = m.nr_free_pages
-    dropped = 0
-    if level & 1:
-        sc = ShrinkControl(may_writepage=False, swap=None, max_pfn=m.nr_pages)
-        for owner in reclaimable_owners(m):
-            n = int(owner.lru_sizes().get(PageKind.FILE, 0))
-            if n:
-                dropped += owner.shrink(PageKind.FILE, n, sc).reclaimed
-        m.vmstat["drop_pagecache"] += 1
-    if level & 2:
-        for shrinker in list(m.shrinkers):
-            dropped += int(shrinker.scan_objects(int(shrinker.count_objects())))
-        m.vmstat["drop_slab"] += 1
-    return {"level": level, "pages_dropped": dropped, "free_pages_gained": m.nr_free_pages - before}
-
-
-def sample_handler(run: Run, args: Sequence[str]) -> dict[str, Any]:
-    """Take a sample now, besides the regular ones (a label is optional)."""
-    run.sample(reason=" ".join(args) or "command")
-    return {}
-
-
-def _sysctl_names() -> list[str]:
-    from pagemig.mm.sysctl import SYSCTL_NAMES
-
-    return list(SYSCTL_NAMES)
-
-
-def _set_validate(args: Sequence[str]) -> None:
-    import difflib
-
-    if len(args) != 2:
-        raise ValueError("expected KEY VALUE, e.g. `set compaction_proactiveness 0`")
-    key = args[0].removeprefix("vm.")
-    names = _sysctl_names()
-    if key not in names:
-        close = difflib.get_close_matches(key, names, n=1)
-        hint = f'did you mean "{close[0]}"? ' if close else ""
-        raise ValueError(f"unknown tunable {args[0]!r}; {hint}(known: {', '.join(names)})")
-    try:
-        value = int(args[1])
-    except ValueError:
-        raise ValueError(f"expected an integer value for {key}, got {args[1]!r}") from None
-    from pagemig.mm.sysctl import tunable
-
-    t = tunable(key)
-    lo, hi = t.minimum, t.maximum
-    if value < lo or (hi is not None and value > hi):
-        raise ValueError(f"{key} must be from {lo} to {hi}" if hi is not None else f"{key} must be >= {lo}")
-
-
-def set_handler(run: Run, args: Sequence[str]) -> dict[str, Any]:
-    """``sysctl vm.KEY=VALUE``: watermarks follow their tunables at once."""
-    key = args[0].removeprefix("vm.")
-    old = getattr(run.machine.sysctl, key)
-    run.machine.set_sysctl(key, int(args[1]))
-    return {"key": key, "old": old, "new": int(args[1])}
-
-
-def builtin_commands() -> list[CommandInfo]:
-    return [
-        CommandInfo("compact", compact_handler, "full compaction of every zone, as `echo 1 > "
-                    "/proc/sys/vm/compact_memory`", validate=_no_args, usage="compact"),
-        CommandInfo("drop_caches", drop_caches_handler, "free clean page cache and/or reclaimable slab, as "
-                    "`echo 3 > /proc/sys/vm/drop_caches`", validate=_drop_caches_validate,
-                    usage="drop_caches [1|2|3]"),
-        CommandInfo("sample", sample_handler, "record a sample of buddyinfo, pagetypeinfo and vmstat now",
-                    usage="sample [LABEL]"),
-        CommandInfo("set", set_handler, "set a /proc/sys/vm tunable, e.g. `set compaction_proactiveness 0`",
-                    validate=_set_validate, usage="set KEY VALUE"),
-    ]
-
-
-__all__ = ["CommandInfo", "builtin_commands", "split_command"]
+__all__ = ["CommandInfo", "CommandRun", "Handler", "split_command"]

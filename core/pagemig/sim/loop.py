@@ -34,13 +34,11 @@ from pagemig import __version__
 from pagemig.driver import Driver
 from pagemig.hookspecs import hookimpl
 from pagemig.mm.invariants import check
-from pagemig.mm.machine import Machine
-from pagemig.mm.mm_init import boot
 from pagemig.mm.movable import DriverError
 from pagemig.mm.pages import PAGE_SIZE
 from pagemig.mm.vmscan import background_tick
-from pagemig.mm.vmstat import vmstat_items
-from pagemig.sim.observe import free_state, pageblock_map, usage_pages
+from pagemig.mm.vmstat import free_state, vmstat_items
+from pagemig.sim.observe import pageblock_map, usage_pages
 from pagemig.sim.result import CompactionRecord, RunResult
 from pagemig.sim.scenario import Scenario, TimelineEntry, WorkloadSpec
 from pagemig.workloads.base import Workload
@@ -142,7 +140,7 @@ class Run:
     def __init__(self, scenario: Scenario, host: Any) -> None:
         self.scenario = scenario
         self.host = host
-        self.machine = self._build_machine(scenario)
+        self.machine = scenario.machine.boot()
         self.full_mm = True  # the booted kernel: reclaim, slow path, daemons (the result says so)
         self.machine.movable.on_driver_error = scenario.on_driver_error
         self.machine.hook = host.hook  # compaction's policy hooks find it here
@@ -365,19 +363,6 @@ class Run:
                        "managed_pages": z.managed_pages, "min": z.wmark_min, "low": z.wmark_low,
                        "high": z.wmark_high} for z in m.zones],
         }
-
-    @staticmethod
-    def _build_machine(scenario: Scenario) -> Machine:
-        """A preset's or explicit zones' machine, or one imported from a real machine's snapshot."""
-        spec = scenario.machine
-        if spec.snapshot is None:
-            return boot(spec.config())
-        from pagemig.snapshot import machine_from_snapshot
-
-        machine, _ = machine_from_snapshot(spec.snapshot)
-        for name, value in spec.sysctl.items():
-            machine.set_sysctl(name, value)
-        return machine
 
     def _migration(self) -> dict[str, Any]:
         """What migration moved over the whole run: driver pages per driver, and the rest

@@ -15,10 +15,27 @@ from pathlib import Path
 from typing import Any
 
 import attrs
-
-from pagemig.sim.observe import PageblockMap
+import numpy as np
 
 SCHEMA_VERSION = 1
+
+
+@attrs.frozen
+class PageblockMap:
+    """One row per pageblock: its migratetype and how its pages are used, for the memory map."""
+
+    pageblock_order: int
+    migratetype: np.ndarray  # uint8 per pageblock
+    used: np.ndarray  # in-use pages (neither free nor reserved), per pageblock
+    driver: np.ndarray  # driver pages
+    movable_driver: np.ndarray  # driver pages marked movable
+    reserved: np.ndarray  # memblock-reserved pages or holes
+    zone_starts: tuple[int, ...]  # first pageblock index of each zone
+    zone_names: tuple[str, ...]
+
+    @property
+    def nr_blocks(self) -> int:
+        return len(self.migratetype)
 
 
 @attrs.define

@@ -24,7 +24,8 @@ from typing import Any
 
 import attrs
 
-from pagemig.mm.machine import MachineConfig
+from pagemig.mm.machine import Machine, MachineConfig
+from pagemig.mm.mm_init import boot
 from pagemig.mm.pages import MAX_ORDER, PAGE_SIZE
 from pagemig.mm.sysctl import SYSCTL_NAMES, SYSCTL_TABLE
 from pagemig.mm.zone import ZoneSpec
@@ -233,6 +234,20 @@ class MachineSpec:
         if self.reserved is not None:
             cfg = attrs.evolve(cfg, reserved=self.reserved)
         return cfg
+
+    def boot(self) -> Machine:
+        """The machine, booted: a preset's or explicit zones' (:meth:`config`), or one
+        imported from a real machine's snapshot with the scenario's tunables written
+        after the import.  The event loop starts from what this returns and never asks
+        where it came from."""
+        if self.snapshot is None:
+            return boot(self.config())
+        from pagemig.snapshot import machine_from_snapshot
+
+        machine, _ = machine_from_snapshot(self.snapshot)
+        for name, value in self.sysctl.items():
+            machine.set_sysctl(name, value)
+        return machine
 
 
 @attrs.frozen

@@ -20,6 +20,7 @@ from pagemig.mm.machine import Machine, MachineConfig
 from pagemig.mm.mm_init import boot
 from pagemig.mm.movable import MIGRATEPAGE_SUCCESS, MigrateMode, set_movable
 from pagemig.mm.pages import Page, PageFlag, copy_page
+from pagemig.mm.vmstat import free_state, vmstat_items
 from pagemig.mm.zone import ZoneSpec
 from pagemig.snapshot.importer import ImportedState
 
@@ -101,7 +102,7 @@ def simulate_compact_memory(state: ImportedState, min_free_kbytes: int | None = 
     machine = build_machine(state, min_free_kbytes)
     before = buddyinfo_of(machine)
     vm0 = dict(machine.read_vmstat())
-    free0 = _free_state(machine)
+    free0 = free_state(machine)
     t0 = time.perf_counter()
     report = compact_memory(machine)
     seconds = time.perf_counter() - t0
@@ -112,26 +113,10 @@ def simulate_compact_memory(state: ImportedState, min_free_kbytes: int | None = 
     sim_s = getattr(report, "seconds", None)
     record = {
         "index": 0, "trigger": "compact_memory", "time_s": 0.0,
-        "before": free0, "after": _free_state(machine),
+        "before": free0, "after": free_state(machine),
         "counters": {k: v for k, v in counters.items() if v},
         "stall_seconds": float(sim_s) if sim_s is not None else None,
         "zones": report.as_dict()["zones"] if hasattr(report, "as_dict") else [],
     }
     return SimCompaction(before, buddyinfo_of(machine), counters, seconds,
-                         None if sim_s is None else float(sim_s), record, _vmstat(machine))
-
-
-def _free_state(machine: Machine) -> dict[str, Any]:
-    try:
-        from pagemig.sim.observe import free_state
-    except ImportError:  # the simulator's observation layer is optional here
-        return {"free_blocks": buddyinfo_of(machine)}
-    return free_state(machine)
-
-
-def _vmstat(machine: Machine) -> dict[str, int]:
-    try:
-        from pagemig.mm.vmstat import vmstat_items
-    except ImportError:
-        return dict(machine.read_vmstat())
-    return dict(vmstat_items(machine))
+                         None if sim_s is None else float(sim_s), record, dict(vmstat_items(machine)))

@@ -21,8 +21,8 @@ from pagemig.mm.costs import COST_ALLOC_FAST
 from pagemig.mm.gfp import Gfp
 from pagemig.mm.machine import Machine
 from pagemig.mm.pages import PageKind
+from pagemig.mm.slowpath import stall_seconds
 from pagemig.sim import schema
-from pagemig.sim.observe import stall_seconds
 from pagemig.workloads.base import CompoundOwner, ProbeStats, Workload
 
 FIELDS = {
