@@ -16,30 +16,46 @@ must survive them; they are never counted as its fault.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterator, Mapping
+from typing import Any, Protocol
 
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
 
+from pagemig.driver import Driver
+from pagemig.mm.machine import Machine
 from pagemig.mm.movable import EAGAIN, EBUSY, ENOMEM, MigrateMode
 from pagemig.mm.pages import PageFlag
 from pagemig.testing import vm
+from pagemig.testing.checks import assert_no_page_lost, guard, migrate_and_verify
 from pagemig.testing.exerciser import call_count
-
-if TYPE_CHECKING:
-    from pagemig.testing.conformance import DriverConformance
 
 ISOLATED = int(PageFlag.ISOLATED)
 PICKS = st.lists(st.integers(min_value=0, max_value=1 << 16), min_size=1, max_size=12)
 FAULTS = st.sampled_from([None, -EAGAIN, -EBUSY, -ENOMEM])
 
 
-def run_random_operations(suite: DriverConformance) -> None:
-    """Run the state machine for ``suite``'s driver with the suite's example budget."""
-    from pagemig.testing.conformance import assert_no_page_lost, guard, migrate_and_verify
+class RandomOperationsSuite(Protocol):
+    """What the state machine needs of the suite that runs it
+    (:class:`~pagemig.testing.conformance.DriverConformance` is one)."""
 
+    @property
+    def max_examples(self) -> int: ...
+
+    @property
+    def step_count(self) -> int: ...
+
+    @property
+    def hypothesis_settings(self) -> Mapping[str, Any]: ...
+
+    def new_machine(self) -> Machine: ...
+
+    def new_driver(self, machine: Machine) -> Driver: ...
+
+
+def run_random_operations(suite: RandomOperationsSuite) -> None:
+    """Run the state machine for ``suite``'s driver with the suite's example budget."""
     class DriverOperations(RuleBasedStateMachine):
         def __init__(self) -> None:
             super().__init__()
