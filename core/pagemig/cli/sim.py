@@ -226,7 +226,7 @@ def scenarios_cmd(ctx: click.Context, as_json: bool, show: str | None) -> None:
         default = default_scenario_name(shipped)
     except ScenarioError:
         default = ""
-    rows = [{"name": n, "plugin": "core" if i.plugin.startswith("pagemig.") else i.plugin,
+    rows: list[dict[str, Any]] = [{"name": n, "plugin": "core" if i.plugin.startswith("pagemig.") else i.plugin,
              "default": n == default, "description": i.read_description()} for n, i in sorted(shipped.items())]
     if as_json:
         click.echo(json.dumps(rows, indent=2))

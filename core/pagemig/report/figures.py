@@ -101,7 +101,8 @@ def _legend_handles(pm_list: Sequence[PageblockMap]) -> list[Patch]:
     present = sorted({int(t) for pm in pm_list for t in np.unique(pm.migratetype)})
     handles = [Patch(color=MT_COLOURS[min(t, len(MT_COLOURS) - 1)], label=f"{MIGRATETYPE_NAMES[t]} (in use)")
                for t in present]
-    handles.append(Patch(color=0.25 * _rgb(MT_COLOURS[1]) + 0.75, label="free (pale tint of the block's type)"))
+    r, g, b = (0.25 * _rgb(MT_COLOURS[1]) + 0.75).tolist()
+    handles.append(Patch(color=(r, g, b), label="free (pale tint of the block's type)"))
     if any(pm.movable_driver.any() for pm in pm_list):
         handles.append(Patch(color=DRIVER_MOVABLE, label="driver pages, movable"))
     if any((pm.driver - pm.movable_driver).any() for pm in pm_list):

@@ -222,13 +222,13 @@ class Run:
             options.update(_plugin=info.plugin, _rng=self.rng(spec.name, "driver"))
             self.drivers[spec.name] = info.factory(self.machine, options)
         installed = host.workloads() if self.scenario.workloads else {}
-        for spec in self.scenario.workloads:
-            info = installed[spec.type]
-            options = dict(spec.options)
-            options["name"] = spec.name
-            self.workloads[spec.name] = info.factory(self.machine, options, self.rng(spec.name, "workload"))
-            self._specs[spec.name] = spec
-            self._pending.append(spec.name)
+        for wspec in self.scenario.workloads:
+            winfo = installed[wspec.type]
+            options = dict(wspec.options)
+            options["name"] = wspec.name
+            self.workloads[wspec.name] = winfo.factory(self.machine, options, self.rng(wspec.name, "workload"))
+            self._specs[wspec.name] = wspec
+            self._pending.append(wspec.name)
 
     # ---------------------------------------------------------------- the timeline
     def _due(self, entry: TimelineEntry, now: float) -> bool:

@@ -199,9 +199,9 @@ class OomNotifierSlowPath:
 
 def register_oom_notifier(machine: Machine, notify: Callable[[], int]) -> OomNotifierSlowPath:
     """``register_oom_notifier()``: ``notify()`` returns the pages it freed."""
-    sp = machine.slowpath
-    if not isinstance(sp, OomNotifierSlowPath):
-        sp = OomNotifierSlowPath(sp)
+    current = machine.slowpath
+    sp = current if isinstance(current, OomNotifierSlowPath) else OomNotifierSlowPath(current)
+    if sp is not current:
         machine.slowpath = sp  # type: ignore[assignment]
     sp.notifiers.append(notify)
     return sp
@@ -415,7 +415,7 @@ class BalloonDriver(Driver):
         if self.inflate_rate > 0:
             self._credit = min(self._credit + max(0.0, now - last) * self.inflate_rate,
                                max(self.inflate_rate, VIRTIO_BALLOON_ARRAY_PFNS_MAX))
-            budget = math.floor(self._credit)
+            budget: float = math.floor(self._credit)
         else:
             budget = math.inf
         if now < self._retry_at or budget <= 0:
