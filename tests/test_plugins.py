@@ -161,3 +161,58 @@ def test_hook_calls_can_be_traced(site: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert "pagemig_register_drivers" in proc.stderr  # the trace, on stderr
     json.loads(proc.stdout)  # stdout still holds only the result
+
+
+POLICY = '''
+from pagemig import hookimpl
+
+
+@hookimpl
+def pagemig_compaction_finished(machine, cc):
+    return None
+'''
+
+
+def _table_lines(proc: subprocess.CompletedProcess[str]) -> list[str]:
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.splitlines()
+
+
+def _row(lines: list[str], first_cell: str) -> str:
+    """A table row's cells, its wrapped continuation lines joined on, as one string."""
+    rows: list[list[str]] = []
+    for line in lines:
+        if not line.startswith("│"):
+            continue
+        cells = [c.strip() for c in line.split("│")[1:-1]]
+        if cells[0]:
+            rows.append(cells)
+        elif rows:
+            rows[-1] = [f"{a} {b}".strip() for a, b in zip(rows[-1], cells, strict=True)]
+    return next((" | ".join(r) for r in rows if r[0] == first_cell), "")
+
+
+def test_listing_shows_distributions_not_the_cores_modules(site: Path) -> None:
+    """Issue 19 item 6: by default one row per distribution, with what it provides and why
+    it failed; the core is one row, ``pagemig``, its plugin modules hidden."""
+    make_dist(site, "pagemig-policy", "policy", "pm_test_policy", POLICY)
+    lines = _table_lines(_cli(["plugins"], site))
+    text = "\n".join(lines)
+    for internal in ("pagemig.sim.builtin", "pagemig.workloads.builtin", "pagemig.compaction_policy"):
+        assert internal not in text
+    assert "driver good" in _row(lines, "pagemig-good") and "1.0" in _row(lines, "pagemig-good")
+    assert "broken on purpose" in _row(lines, "pagemig-broken")
+    assert "registration blew up" in _row(lines, "pagemig-badhook")
+    assert "hook compaction_finished" in _row(lines, "pagemig-policy")  # a third party's hook is what it provides
+    core = _row(lines, "pagemig")
+    assert "commands compact" in core and "frag-1g" in core and "compaction_" not in core
+    assert max(len(line) for line in lines) <= 100
+
+
+def test_listing_all_shows_every_plugin_module(site: Path) -> None:
+    lines = _table_lines(_cli(["plugins", "--all"], site))
+    assert "hooks compaction_finished" in _row(lines, "pagemig.compaction_policy")
+    assert "workloads" in _row(lines, "pagemig.workloads.builtin")
+    assert "pagemig-good 1.0" in _row(lines, "good")
+    assert "broken on purpose" in _row(lines, "broken")
+    assert max(len(line) for line in lines) <= 100

@@ -1,15 +1,15 @@
 """The ``pagemig`` command line (click).  Results go to stdout, logs to stderr.
 
-Every click command lives in this package, above everything it calls: the group and
-``plugins`` here, the run commands in :mod:`pagemig.cli.sim`, ``snapshot`` and
-``oracle`` in :mod:`pagemig.cli.snapshot`, ``new-driver`` in
-:mod:`pagemig.cli.new_driver`; what they share (the group's options, one plugin host)
-in :mod:`pagemig.cli.state`.  Nothing below imports this package.
+Every click command lives in this package, above everything it calls: the group
+here, ``plugins`` in :mod:`pagemig.cli.plugins`, the run commands in
+:mod:`pagemig.cli.sim`, ``snapshot`` and ``oracle`` in :mod:`pagemig.cli.snapshot`,
+``new-driver`` in :mod:`pagemig.cli.new_driver`; what they share (the group's
+options, one plugin host) in :mod:`pagemig.cli.state`.  Nothing below imports this
+package.
 """
 
 from __future__ import annotations
 
-import json
 import sys
 from typing import Any
 
@@ -46,29 +46,6 @@ def cli(ctx: click.Context, blocked: tuple[str, ...], log_format: str, log_level
     ctx.obj = CliState(blocked, log_format, log_level)
 
 
-@cli.command("plugins")
-@click.option("--json", "as_json", is_flag=True, help="Print the listing as JSON.")
-@click.pass_obj
-def plugins_cmd(state: CliState, as_json: bool) -> None:
-    """List plugins: distribution, version, hooks, what they register, load errors."""
-    records = state.host.listing()
-    if as_json:
-        click.echo(json.dumps([r.as_dict() for r in records], indent=2))
-        return
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title="pagemig plugins")
-    for col in ("name", "distribution", "version", "registers", "hooks", "error"):
-        table.add_column(col)
-    for r in records:
-        regs = ", ".join([f"driver:{d}" for d in r.drivers] + [f"workload:{w}" for w in r.workloads]
-                         + [f"command:{c}" for c in r.commands] + [f"scenario:{s}" for s in r.scenarios])
-        table.add_row(r.name, r.distribution, r.version, regs, ", ".join(h.removeprefix("pagemig_") for h in r.hooks),
-                      r.error or "")
-    Console(width=160).print(table)
-
-
 def _add_plugin_commands(blocked: tuple[str, ...]) -> None:
     """Let plugins add subcommands (``pagemig_cli_commands``); a failing plugin is skipped."""
     try:
@@ -80,9 +57,11 @@ def _add_plugin_commands(blocked: tuple[str, ...]) -> None:
 
 def _add_core_commands() -> None:
     from pagemig.cli.new_driver import new_driver
+    from pagemig.cli.plugins import plugins_cmd
     from pagemig.cli.sim import add_commands as add_sim_commands
     from pagemig.cli.snapshot import oracle_group, snapshot_group
 
+    cli.add_command(plugins_cmd)
     add_sim_commands(cli)
     cli.add_command(new_driver)
     cli.add_command(snapshot_group)
