@@ -122,6 +122,9 @@ def test_the_pytest_fixtures(pytester: pytest.Pytester, reference_driver_dir: Pa
             return MachineConfig.arm32_device(64 * MiB)
 
         def test_machine(pagemig_machine, pagemig_check):
+            from pagemig.mm.slowpath import FullSlowPath
+
+            assert isinstance(pagemig_machine.slowpath, FullSlowPath)  # booted, not the bare allocator
             assert pagemig_machine.nr_pages == 64 * MiB // 4096
             assert pagemig_machine.pageblock_order == 10
             assert pagemig_check(pagemig_machine).ok

@@ -4,8 +4,8 @@ a driver's own tests, and a report header line.
 Fixtures:
 
 ``pagemig_machine``
-    a fresh small machine (a 128 MiB x86-64 guest; override ``pagemig_machine_config``
-    in your conftest.py for another);
+    a freshly booted small machine (a 128 MiB x86-64 guest; override
+    ``pagemig_machine_config`` in your conftest.py for another);
 ``pagemig_host``
     ``pagemig_host(plugin)`` or ``pagemig_host(entry_point="name")``: a plugin host holding
     only that plugin (plus the core's built-ins), as the conformance suite uses;
@@ -25,6 +25,7 @@ import pytest
 
 from pagemig.mm.invariants import CheckReport, assert_consistent
 from pagemig.mm.machine import Machine, MachineConfig
+from pagemig.mm.mm_init import boot
 from pagemig.plugins import PluginHost
 
 
@@ -38,8 +39,10 @@ def pagemig_machine_config() -> MachineConfig:
 
 @pytest.fixture
 def pagemig_machine(pagemig_machine_config: MachineConfig) -> Machine:
-    """A freshly booted machine, nothing allocated yet."""
-    return Machine(pagemig_machine_config)
+    """A freshly booted machine, nothing allocated yet: the whole kernel (slow path, reclaim,
+    kswapd, compaction), as the conformance suite and a run boot it, so that what a
+    driver's own test sees under memory pressure is what a run would do."""
+    return boot(pagemig_machine_config)
 
 
 @pytest.fixture
