@@ -66,3 +66,15 @@ def test_headline_figures_from_the_samples(doc) -> None:  # type: ignore[no-unty
     assert all(a == b for _, a, b in rows)
     assert compare.difference([3.0, 1.0], [1.0, 2.0]) == [2.0, -1.0]
     assert compare._signed(compare.difference([3.0, 1.0], [1.0, 2.0])) == "+2 -1"
+
+
+def test_the_index_legend_says_what_minus_one_means() -> None:
+    # fragmentation_index returns -1000 when a block of the order is free (mm/vmstat.c:
+    # "if (info->free_blocks_suitable) return -1000"): the legend must say so wherever
+    # the rows are printed.
+    doc = run_scenario(load_scenario("frag-1g", get_plugin_host()), get_plugin_host()).as_dict()
+    console = Console(width=200, record=True, file=io.StringIO())
+    tables.print_summary(doc, console)
+    text = console.export_text()
+    assert "-1.000" in text
+    assert "-1.000 means a free block of that order exists" in text

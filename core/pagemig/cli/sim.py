@@ -1,4 +1,4 @@
-"""Click commands of the sim layer: ``run``, ``compare``, ``scenarios``.
+"""Click commands of the sim layer: ``run``, ``compare``, ``scenarios``, ``show``.
 
 A bad scenario (file, key, value) is the user's to fix, not a crash: it prints one
 ``pagemig: error: ...`` line on stderr and exits with status 2, without a traceback.
@@ -108,12 +108,41 @@ def run_options(f: Any) -> Any:
     return f
 
 
+def _proc_names(values: tuple[str, ...]) -> list[str]:
+    """``--proc`` values, repeatable and comma-separated, checked before any work is done."""
+    from pagemig.report.procfs import PROC_FILES
+
+    names = [n.strip() for v in values for n in v.split(",") if n.strip()]
+    for n in names:
+        if n not in PROC_FILES:
+            raise ScenarioFailure(f"--proc {n}: expected one of {', '.join(PROC_FILES)}")
+    return names
+
+
+def proc_option(f: Any) -> Any:
+    return click.option(
+        "--proc", "proc", multiple=True, metavar="FILE",
+        help="Also print these files as the kernel does (buddyinfo, pagetypeinfo, vmstat, extfrag_index, "
+             "unusable_index; repeatable or comma-separated), before and after each compaction.")(f)
+
+
+def _print_proc(doc: dict[str, Any], names: list[str], which: str = "compactions") -> None:
+    from pagemig.report.procfs import ProcUnavailable, proc_text
+
+    try:
+        click.echo(proc_text(doc, names, which), nl=False)
+    except ProcUnavailable as exc:
+        raise ScenarioFailure(f"--proc: {exc}") from None
+
+
 @click.command("run")
 @click.argument("scenario", required=False)
 @run_options
+@proc_option
 @click.pass_context
 def run_cmd(ctx: click.Context, scenario: str | None, seed: int | None, overrides: tuple[str, ...],
-            json_path: str | None, out_dir: str | None, quiet: bool, log_format: str | None) -> None:
+            json_path: str | None, out_dir: str | None, quiet: bool, log_format: str | None,
+            proc: tuple[str, ...]) -> None:
     """Run SCENARIO (a file, or a shipped scenario's name; default: the seed's experiment).
 
     \b
@@ -121,10 +150,14 @@ def run_cmd(ctx: click.Context, scenario: str | None, seed: int | None, override
       pagemig run                                  # the default scenario
       pagemig run frag-1g --json frag.json --out figures/
       pagemig run my.toml --set machine.memory=2GiB --set 'drivers.*.movable=false'
+      pagemig run frag-1g --proc pagetypeinfo      # and /proc/pagetypeinfo before and after compaction
     """
     state = _state(ctx)
     _relog(state, log_format)
     host = state.host
+    proc_names = _proc_names(proc)
+    if proc_names and json_path == "-":
+        raise ScenarioFailure("--proc prints on stdout, which --json - keeps for the JSON alone")
     sc = _load(host, scenario, overrides, seed)
     result = _execute(host, sc, quiet or json_path == "-", sc.name)
     doc = result.as_dict()
@@ -145,8 +178,56 @@ def run_cmd(ctx: click.Context, scenario: str | None, seed: int | None, override
         print_summary(doc, console)
         for p in written:
             console.print(f"wrote {p}")
+    if proc_names:
+        _print_proc(doc, proc_names)
     if not result.ok:
         ctx.exit(1)
+
+
+def _read_result(path: str) -> dict[str, Any]:
+    """A result file written by ``pagemig run --json``/``--out``, or a one-line error."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ScenarioFailure(f"{path}: cannot read it ({getattr(exc, 'strerror', None) or exc})") from None
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ScenarioFailure(f"{path}: not JSON ({exc.msg} at line {exc.lineno})") from None
+    missing = [k for k in ("schema_version", "machine", "scenario", "samples", "compactions", "checker")
+               if not isinstance(doc, dict) or k not in doc]
+    if missing:
+        raise ScenarioFailure(f"{path}: not a pagemig run result (no {', '.join(missing)}); "
+                              "expected a file written by pagemig run --json or --out")
+    result: dict[str, Any] = doc
+    return result
+
+
+@click.command("show")
+@click.argument("result_path", metavar="RESULT", type=click.Path(dir_okay=False))
+@proc_option
+@click.option("--at", "which", type=click.Choice(["compactions", "samples", "end"]), default="compactions",
+              show_default=True,
+              help="Which recorded states --proc prints: before and after each timeline compaction, "
+                   "every sample, or the end of the run.")
+def show_cmd(result_path: str, proc: tuple[str, ...], which: str) -> None:
+    """Print a saved result again: its summary, or with --proc the /proc files it recorded.
+
+    \b
+    Examples:
+      pagemig show frag.json
+      pagemig show frag.json --proc pagetypeinfo --proc extfrag_index
+      pagemig show out/result.json --proc vmstat --at end
+    """
+    names = _proc_names(proc)
+    doc = _read_result(result_path)
+    if names:
+        _print_proc(doc, names, which)
+        return
+    from pagemig.report.tables import print_summary
+
+    print_summary(doc, _stdout_console())
 
 
 @click.command("compare")
@@ -247,3 +328,4 @@ def add_commands(cli: click.Group) -> None:
     cli.add_command(run_cmd)
     cli.add_command(compare_cmd)
     cli.add_command(scenarios_cmd)
+    cli.add_command(show_cmd)

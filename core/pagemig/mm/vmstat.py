@@ -229,13 +229,21 @@ def _c_mod(a: int, b: int) -> int:
     return a - b * _c_div(a, b)
 
 
-def render_buddyinfo(machine: Machine) -> str:
+# The /proc texts.  Each file has a formatter over plain figures (what a result document
+# keeps, so that a saved run prints the same bytes as a live machine) and a ``render_*``
+# wrapper that reads them off a machine.  A zone row is (zone name, its figures).
+
+ZoneCounts = tuple[str, Sequence[int]]
+
+
+def format_buddyinfo(zones: Iterable[ZoneCounts]) -> str:
     """``/proc/buddyinfo`` (``frag_show_print``): ``Node %d, zone %8s `` then ``%6lu `` per order."""
-    lines = []
-    for zone in populated_zones(machine):
-        counts = "".join(f"{n:6d} " for n in zone.nr_free_by_order())
-        lines.append(f"Node {NODE_ID}, zone {zone.name:>8s} {counts}\n")
-    return "".join(lines)
+    return "".join(f"Node {NODE_ID}, zone {name:>8s} " + "".join(f"{n:6d} " for n in counts) + "\n"
+                   for name, counts in zones)
+
+
+def render_buddyinfo(machine: Machine) -> str:
+    return format_buddyinfo((z.name, z.nr_free_by_order()) for z in populated_zones(machine))
 
 
 def _freecount(n: int) -> str:
@@ -311,7 +319,18 @@ def free_state(machine: Machine, *, pagetypes: bool = False) -> dict[str, Any]:
     }
 
 
-def render_pagetypeinfo(machine: Machine, migratetypes: int = NR_MIGRATETYPES) -> str:
+@attrs.frozen
+class ZonePagetypes:
+    """One zone's part of /proc/pagetypeinfo: free blocks per migratetype and order, and
+    pageblocks per migratetype (both indexed by the migratetype's number)."""
+
+    name: str
+    free_by_type: Sequence[Sequence[int]]
+    pageblocks: Sequence[int]
+
+
+def format_pagetypeinfo(pageblock_order: int, zones: Sequence[ZonePagetypes],
+                        migratetypes: int = NR_MIGRATETYPES) -> str:
     """``/proc/pagetypeinfo``: pageblock order, free counts per zone x migratetype x order,
     then pageblocks per migratetype per zone.  (The mixed-count section exists only
     with CONFIG_PAGE_OWNER, which the simulated kernel does not have.)
@@ -321,45 +340,55 @@ def render_pagetypeinfo(machine: Machine, migratetypes: int = NR_MIGRATETYPES) -
     Linux), which prints only Unmovable, Movable, Reclaimable and HighAtomic."""
     if not 1 <= migratetypes <= NR_MIGRATETYPES:
         raise ValueError(f"migratetypes must be 1..{NR_MIGRATETYPES}, not {migratetypes}")
-    pbo = machine.pageblock_order
-    out = [f"Page block order: {pbo}\n", f"Pages per block:  {1 << pbo}\n", "\n"]
+    out = [f"Page block order: {pageblock_order}\n", f"Pages per block:  {1 << pageblock_order}\n", "\n"]
     out.append(f"{'Free pages count per migrate type at order':<43s} "
                + "".join(f"{o:6d} " for o in range(NR_ORDERS)) + "\n")
-    zones = populated_zones(machine)
     for zone in zones:
         for mt in range(migratetypes):
-            row = "".join(_freecount(n) for n in zone.nr_free_by_type(mt))
+            row = "".join(_freecount(n) for n in zone.free_by_type[mt])
             out.append(f"Node {NODE_ID:4d}, zone {zone.name:>8s}, type {MIGRATETYPE_NAMES[mt]:>12s} {row}\n")
     out.append(f"\n{'Number of blocks type ':<23s}"
                + "".join(f"{n:>12s} " for n in MIGRATETYPE_NAMES[:migratetypes]) + "\n")
     for zone in zones:
-        row = "".join(f"{n:12d} " for n in pageblock_counts(machine, zone)[:migratetypes])
+        row = "".join(f"{n:12d} " for n in zone.pageblocks[:migratetypes])
         out.append(f"Node {NODE_ID}, zone {zone.name:>8s} {row}\n")
     return "".join(out)
 
 
-def _render_index_file(machine: Machine, index: Callable[[Sequence[int], int], int],
+def render_pagetypeinfo(machine: Machine, migratetypes: int = NR_MIGRATETYPES) -> str:
+    zones = [ZonePagetypes(z.name, [z.nr_free_by_type(mt) for mt in range(NR_MIGRATETYPES)],
+                           pageblock_counts(machine, z)) for z in populated_zones(machine)]
+    return format_pagetypeinfo(machine.pageblock_order, zones, migratetypes)
+
+
+def _format_index_file(zones: Iterable[ZoneCounts], index: Callable[[Sequence[int], int], int],
                        cell: Callable[[int], str]) -> str:
     """The debugfs ``extfrag`` files' common shape: a line per populated zone, a cell per
     order of ``index`` (x1000) of the zone's free-block counts."""
-    lines = []
-    for zone in populated_zones(machine):
-        counts = zone.nr_free_by_order()
-        cells = "".join(cell(index(counts, order)) for order in range(NR_ORDERS))
-        lines.append(f"Node {NODE_ID}, zone {zone.name:>8s} {cells}\n")
-    return "".join(lines)
+    return "".join(f"Node {NODE_ID}, zone {name:>8s} "
+                   + "".join(cell(index(counts, order)) for order in range(NR_ORDERS)) + "\n"
+                   for name, counts in zones)
+
+
+def format_unusable_index(zones: Iterable[ZoneCounts]) -> str:
+    """debugfs ``extfrag/unusable_index`` (``unusable_show_print``): ``%d.%03d `` per order."""
+    return _format_index_file(zones, unusable_free_index, lambda i: f"{i // 1000}.{i % 1000:03d} ")
+
+
+def format_extfrag_index(zones: Iterable[ZoneCounts]) -> str:
+    """debugfs ``extfrag/extfrag_index`` (``extfrag_show_print``): ``%2d.%03d `` per order,
+    with C's truncating division (so -1000 prints as ``-1.000``: the kernel's answer for
+    an order at which a free block exists, so that an allocation would succeed now)."""
+    return _format_index_file(zones, fragmentation_index,
+                              lambda i: f"{_c_div(i, 1000):2d}.{abs(_c_mod(i, 1000)):03d} ")
 
 
 def render_unusable_index(machine: Machine) -> str:
-    """debugfs ``extfrag/unusable_index`` (``unusable_show_print``): ``%d.%03d `` per order."""
-    return _render_index_file(machine, unusable_free_index, lambda i: f"{i // 1000}.{i % 1000:03d} ")
+    return format_unusable_index((z.name, z.nr_free_by_order()) for z in populated_zones(machine))
 
 
 def render_extfrag_index(machine: Machine) -> str:
-    """debugfs ``extfrag/extfrag_index`` (``extfrag_show_print``): ``%2d.%03d `` per order,
-    with C's truncating division (so -1000 prints as ``-1.000``)."""
-    return _render_index_file(machine, fragmentation_index,
-                              lambda i: f"{_c_div(i, 1000):2d}.{abs(_c_mod(i, 1000)):03d} ")
+    return format_extfrag_index((z.name, z.nr_free_by_order()) for z in populated_zones(machine))
 
 
 def vmstat_items(machine: Machine) -> list[tuple[str, int]]:
@@ -383,18 +412,28 @@ def vmstat_items(machine: Machine) -> list[tuple[str, int]]:
     return gauges + ordered + rest
 
 
-def render_vmstat(machine: Machine) -> str:
+def format_vmstat(items: Iterable[tuple[str, int]]) -> str:
     """``/proc/vmstat``: ``name value`` per line."""
-    return "".join(f"{k} {v}\n" for k, v in vmstat_items(machine))
+    return "".join(f"{k} {v}\n" for k, v in items)
+
+
+def render_vmstat(machine: Machine) -> str:
+    return format_vmstat(vmstat_items(machine))
 
 
 __all__ = [
     "COMPACTION_HPAGE_ORDER",
     "ContigPageInfo",
     "ExtfragInfo",
+    "ZonePagetypes",
     "extfrag_for_order",
     "extfrag_info",
     "fill_contig_page_info",
+    "format_buddyinfo",
+    "format_extfrag_index",
+    "format_pagetypeinfo",
+    "format_unusable_index",
+    "format_vmstat",
     "fragmentation_index",
     "fragmentation_score_node",
     "fragmentation_score_zone",

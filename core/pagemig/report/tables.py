@@ -17,6 +17,7 @@ from rich.table import Table
 from rich.text import Text
 
 from pagemig.mm.pages import NR_ORDERS, PAGE_SIZE
+from pagemig.mm.vmstat import format_buddyinfo
 from pagemig.sim.units import format_duration
 
 MIB_PAGES = (1 << 20) // PAGE_SIZE
@@ -34,8 +35,14 @@ def index_text(value: int) -> str:
 
 
 def buddyinfo_lines(zones: Mapping[str, Mapping[str, Any]]) -> list[str]:
-    """``/proc/buddyinfo`` lines (``Node %d, zone %8s `` then ``%6lu `` per order)."""
-    return [f"Node 0, zone {name:>8s} " + "".join(f"{n:6d} " for n in z["free_blocks"]) for name, z in zones.items()]
+    """``/proc/buddyinfo`` lines of a recorded state's zones."""
+    return format_buddyinfo((name, z["free_blocks"]) for name, z in zones.items()).splitlines()
+
+
+INDEX_LEGEND = ("extfrag index, as debugfs prints it: -1.000 means a free block of that order exists, "
+                "so an allocation of that order would succeed now (the kernel's fragmentation_index answer); "
+                "otherwise towards 0.000 a failure would be for lack of memory, towards 1.000 for fragmentation. "
+                "unusable index: the share of free memory in blocks smaller than the order.")
 
 
 def _header(doc: Mapping[str, Any]) -> Text:
@@ -59,7 +66,8 @@ def _header(doc: Mapping[str, Any]) -> Text:
 def _compaction_table(c: Mapping[str, Any], pageblock_order: int) -> Table:
     b, a = c["before"], c["after"]
     title = f"compaction #{c['index']}: {c['trigger']} at {format_duration(c['time_s'])}"
-    t = Table(title=title, title_justify="left", show_edge=False, pad_edge=False)
+    t = Table(title=title, title_justify="left", show_edge=False, pad_edge=False,
+              caption=INDEX_LEGEND, caption_justify="left")
     t.add_column("order", justify="left")
     for o in range(NR_ORDERS):
         t.add_column(str(o), justify="right")

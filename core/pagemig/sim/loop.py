@@ -180,7 +180,7 @@ class Run:
         t0 = time.perf_counter()
         self.observer.close()
         rec = CompactionRecord(index=len(self.compactions), trigger=trigger, time=m.now)
-        rec.before = free_state(m)
+        rec.before = {**free_state(m, pagetypes=True), "vmstat": dict(vmstat_items(m))}
         rec.map_before = pageblock_map(m)
         counters_before = dict(m.vmstat)
         self.observer.explicit = rec
@@ -188,7 +188,7 @@ class Run:
             yield rec
         finally:
             self.observer.explicit = None
-            rec.after = free_state(m)
+            rec.after = {**free_state(m, pagetypes=True), "vmstat": dict(vmstat_items(m))}
             rec.map_after = pageblock_map(m)
             rec.counters = _delta(counters_before, m.vmstat)
             self.compactions.append(rec)
