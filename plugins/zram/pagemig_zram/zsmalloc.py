@@ -19,7 +19,7 @@ What is kept and how (pages are arrays, not objects):
   while the object is mapped);
 * each page of a zspage carries, as its content token, a mix of its zspage identity and
   the objects that overlap it, updated as objects come and go; the driver keeps the
-  same token in its :class:`~pagemig.mm.owner.PageSet`, so the checker catches a
+  same token in its :class:`~pagemig.api.PageSet`, so the checker catches a
   migration that forgets to copy a page, and :meth:`ZsPool.verify` recomputes every
   page's token from the objects to catch bookkeeping that drifted;
 * fullness lists keep the kernel's order exactly: ``insert_zspage`` puts a zspage at
@@ -44,13 +44,22 @@ from typing import TYPE_CHECKING
 import attrs
 import numpy as np
 
-from pagemig.mm.movable import EAGAIN, EBUSY, MIGRATEPAGE_SUCCESS, MigrateMode, clear_movable, set_movable
-from pagemig.mm.owner import PageSet
-from pagemig.mm.pages import PAGE_SHIFT, PAGE_SIZE, Page, copy_page
+from pagemig.api import (
+    EAGAIN,
+    EBUSY,
+    MIGRATEPAGE_SUCCESS,
+    PAGE_SHIFT,
+    PAGE_SIZE,
+    MigrateMode,
+    Page,
+    PageSet,
+    clear_movable,
+    copy_page,
+    set_movable,
+)
 
 if TYPE_CHECKING:
-    from pagemig.mm.machine import Machine
-    from pagemig.mm.movable import MovableOperations
+    from pagemig.api import Machine, MovableOperations
 
 # ------------------------------------------------------------------ v4.8 constants (64-bit)
 ZS_MAX_ZSPAGE_ORDER = 2
@@ -84,7 +93,8 @@ def mix64(x: int) -> int:
 
 def _view(arr: np.ndarray, fmt: str) -> memoryview:
     """A flat memoryview of a contiguous array: scalar access at a third of NumPy's cost."""
-    return memoryview(arr).cast("B").cast(fmt)
+    flat = arr.data.cast("B")
+    return flat.cast(fmt)  # type: ignore[call-overload]  # the format is the caller's dtype code
 
 
 def get_pages_per_zspage(class_size: int) -> int:
@@ -404,10 +414,15 @@ class ZsPool:
             z = self._free_ids.pop()
         else:
             z = len(self.zs_class)
-            for col, val in ((self.zs_class, None), (self.zs_inuse, 0), (self.zs_fg, ZS_EMPTY),
-                             (self.zs_isolated, 0), (self.zs_chain, None), (self.zs_row, -1),
-                             (self.zs_freeobj, None), (self.zs_compacting, False), (self.zs_serial, 0)):
-                col.append(val)  # type: ignore[attr-defined]
+            self.zs_class.append(None)
+            self.zs_inuse.append(0)
+            self.zs_fg.append(ZS_EMPTY)
+            self.zs_isolated.append(0)
+            self.zs_chain.append([])
+            self.zs_row.append(-1)
+            self.zs_freeobj.append([])
+            self.zs_compacting.append(False)
+            self.zs_serial.append(0)
         self._serial += 1
         self.zs_class[z] = cls
         self.zs_inuse[z] = 0
