@@ -79,12 +79,13 @@ def plugins_cmd(state: CliState, as_json: bool) -> None:
     from rich.table import Table
 
     table = Table(title="pagemig plugins")
-    for col in ("name", "distribution", "version", "registers", "hooks", "error"):
+    for col in ("name", "distribution", "version", "api", "registers", "hooks", "error"):
         table.add_column(col)
     for r in records:
         regs = ", ".join([f"driver:{d}" for d in r.drivers] + [f"workload:{w}" for w in r.workloads]
                          + [f"command:{c}" for c in r.commands] + [f"scenario:{s}" for s in r.scenarios])
-        table.add_row(r.name, r.distribution, r.version, regs, ", ".join(h.removeprefix("pagemig_") for h in r.hooks),
+        hooks = ", ".join(h.removeprefix("pagemig_") for h in r.hooks)
+        table.add_row(r.name, r.distribution, r.version, r.api_version or "?", regs, hooks,
                       r.error or "")
     Console(width=160).print(table)
 
