@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ast
 import inspect
+import itertools
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -35,9 +36,9 @@ def pagemig_imports(path: Path) -> Iterator[tuple[int, str]]:
             for alias in node.names:
                 if alias.name == "pagemig" or alias.name.startswith("pagemig."):
                     yield node.lineno, alias.name
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            if node.module == "pagemig" or node.module.startswith("pagemig."):
-                yield node.lineno, node.module
+        elif (isinstance(node, ast.ImportFrom) and node.level == 0 and node.module
+              and (node.module == "pagemig" or node.module.startswith("pagemig."))):
+            yield node.lineno, node.module
 
 
 def plugin_modules() -> Iterator[tuple[Path, str]]:
@@ -84,7 +85,7 @@ def documented_assignments() -> dict[str, str]:
     """Names assigned at api.py's top level that a string literal follows (their docstring)."""
     body = ast.parse(API_SOURCE.read_text(encoding="utf-8")).body
     out = {}
-    for node, nxt in zip(body, body[1:], strict=False):
+    for node, nxt in itertools.pairwise(body):
         if (isinstance(node, ast.Assign | ast.AnnAssign) and isinstance(nxt, ast.Expr)
                 and isinstance(nxt.value, ast.Constant) and isinstance(nxt.value.value, str)):
             targets = node.targets if isinstance(node, ast.Assign) else [node.target]
