@@ -36,7 +36,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
               "pagemig.compaction_policy", "pagemig.outputs")),
     ("snapshot", ("pagemig.snapshot",)),
     ("vocabulary", ("pagemig.sim.units", "pagemig.sim.schema", "pagemig.sim.result", "pagemig.sim.commands",
-                    "pagemig.sim.scenario", "pagemig.workloads.base")),
+                    "pagemig.sim.scenario", "pagemig.workload")),
     ("api", ("pagemig.api",)),
     ("workloads", ("pagemig.workloads",)),
     ("run", ("pagemig.sim",)),

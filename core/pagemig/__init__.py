@@ -15,4 +15,10 @@ try:
 except PackageNotFoundError:  # running from a source tree that was never installed
     __version__ = "0+unknown"
 
-__all__ = ["__version__", "hookimpl", "hookspec"]
+API_VERSION = "1.0"
+"""The version of this module's promise, ``MAJOR.MINOR``.  A minor release only adds
+names; a major one may remove or change them.  A plugin written for ``W`` loads on a
+core whose API is ``F`` when their majors are equal and ``W``'s minor is not above
+``F``'s (it may use names added up to its own minor)."""
+
+__all__ = ["API_VERSION", "__version__", "hookimpl", "hookspec"]

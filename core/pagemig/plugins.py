@@ -11,6 +11,13 @@ Switches, as pytest and datasette users know them:
 * ``PAGEMIG_PLUGINS=a,b``: load only these entry points (empty: none);
 * blocking one plugin: ``pagemig --no-plugin NAME`` or ``PAGEMIG_BLOCK_PLUGINS=a,b``;
 * ``PAGEMIG_TRACE_PLUGINS=1``: every hook call, its arguments and results on stderr.
+
+A plugin declares the :mod:`pagemig.api` it was written for with a module attribute of
+its entry point, ``PAGEMIG_API_VERSION = "1.0"``.  One written for another major
+version, or for a newer minor than this core's, is refused at discovery with one log
+line naming the plugin, the version it wants and the one found (a plugin built for
+another core would otherwise fail however it happened to); the others still load.  A
+plugin that declares nothing is loaded, and ``pagemig plugins`` shows its API as unknown.
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ import attrs
 import pluggy
 import structlog
 
-from pagemig import hookspecs
+from pagemig import API_VERSION, hookspecs
 
 log = structlog.get_logger(__name__)
 
@@ -54,6 +61,7 @@ class PluginRecord:
     workloads: list[str] = attrs.field(factory=list)
     commands: list[str] = attrs.field(factory=list)
     scenarios: list[str] = attrs.field(factory=list)
+    api_version: str = ""  # the pagemig.api version the plugin declares it was written for
     error: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
@@ -61,6 +69,31 @@ class PluginRecord:
 
 
 T = TypeVar("T")
+
+API_VERSION_ATTRIBUTE = "PAGEMIG_API_VERSION"
+
+
+def _major_minor(version: str) -> tuple[int, int] | None:
+    parts = version.split(".")
+    if len(parts) != 2 or not all(p.isdigit() for p in parts):
+        return None
+    return int(parts[0]), int(parts[1])
+
+
+def api_incompatibility(wanted: object, found: str = API_VERSION) -> str | None:
+    """Why a plugin that declares ``wanted`` may not load on a core whose API is ``found``
+    (None: it may).  Semantic versioning: the majors must be equal, and the plugin's minor
+    must not be above the core's (it may use names added up to its minor)."""
+    if wanted is None:
+        return None
+    w = _major_minor(wanted) if isinstance(wanted, str) else None
+    if w is None:
+        return f"{API_VERSION_ATTRIBUTE} = {wanted!r} is not a version MAJOR.MINOR such as {found!r}"
+    f = _major_minor(found)
+    assert f is not None, found
+    if w[0] != f[0] or w[1] > f[1]:
+        return f"written for pagemig.api {wanted}, this core has {found}"
+    return None
 
 
 class PluginHost:
@@ -157,7 +190,7 @@ def get_plugin_host(*, blocked: Iterable[str] = (), extra_plugins: Iterable[tupl
     for modname in BUILTIN_PLUGINS:
         mod = importlib.import_module(modname)
         pm.register(mod, name=modname)
-        records[modname] = PluginRecord(name=modname, module=modname, builtin=True,
+        records[modname] = PluginRecord(name=modname, module=modname, builtin=True, api_version=API_VERSION,
                                         distribution="pagemig", hooks=_hook_names(pm, mod))
         from pagemig import __version__
 
@@ -180,6 +213,15 @@ def get_plugin_host(*, blocked: Iterable[str] = (), extra_plugins: Iterable[tupl
                 continue
             try:
                 plugin = ep.load()
+                wanted = getattr(plugin, API_VERSION_ATTRIBUTE, None)
+                record.api_version = "" if wanted is None else str(wanted)
+                refused = api_incompatibility(wanted)
+                if refused is not None:
+                    if strict:
+                        raise RuntimeError(f"plugin {ep.name!r} refused: {refused}")
+                    record.error = f"refused: {refused}"
+                    log.warning("plugin_refused", plugin=ep.name, wanted=record.api_version, found=API_VERSION)
+                    continue
                 pm.register(plugin, name=ep.name)
             except Exception as exc:
                 if strict:

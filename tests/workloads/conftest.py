@@ -12,7 +12,7 @@ import pytest
 from pagemig.mm.machine import Machine, MachineConfig, MiB
 from pagemig.mm.mm_init import boot
 from pagemig.mm.vmscan import background_tick
-from pagemig.workloads.base import Workload
+from pagemig.workload import Workload
 
 
 @pytest.fixture

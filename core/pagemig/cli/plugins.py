@@ -101,8 +101,10 @@ def plugins_cmd(state: CliState, as_json: bool, show_all: bool) -> None:
     else:
         table.add_column("distribution", no_wrap=True)
         table.add_column("version", no_wrap=True)
+        table.add_column("api", no_wrap=True)  # the pagemig.api version it was written for
         for col in ("provides", "error"):
             table.add_column(col, overflow="fold")
         for dist, group in by_distribution(records).items():
-            table.add_row(dist, group[0].version, provides(group), _errors(group))
+            apis = _unique(r.api_version or "?" for r in group)
+            table.add_row(dist, group[0].version, ",".join(apis), provides(group), _errors(group))
     Console(width=_width()).print(table)

@@ -27,15 +27,18 @@ import numpy as np
 
 from pagemig.mm.buddy import AllocContext, BuddyAllocator
 from pagemig.mm.gfp import (
+    ALLOC_NO_WATERMARKS,
     ALLOC_WMARK_LOW,
     ALLOC_WMARK_MIN,
     GFP_BIT_COMP,
+    GFP_BIT_NOMEMALLOC,
     NR_MIGRATETYPES,
     ZoneType,
     gfp_to_alloc_flags,
 )
 from pagemig.mm.movable import MovableRegistry
 from pagemig.mm.node import CompactionState, Kcompactd, Kswapd, ReclaimState
+from pagemig.mm.oom_kill import OomNotifierChain
 from pagemig.mm.owner import Owner
 from pagemig.mm.pages import (
     BUDDY,
@@ -73,6 +76,7 @@ _pack_u16 = struct.Struct("=H").pack  # an owner id as the owner column's bytes
 # Byte patterns for the multi-page paths: zeros of 1, 2 and 4 bytes a page per order
 # (kind/flags, owner, private), and the tail pages' flags of a compound page.
 _ZEROS = [[bytes(width << order) for order in range(MAX_ORDER + 1)] for width in (1, 2, 4)]
+_PF_MEMALLOC_TRIES = (ALLOC_WMARK_LOW, ALLOC_WMARK_MIN, ALLOC_NO_WATERMARKS)
 _TAILS = [bytes([TAIL]) * ((1 << order) - 1) for order in range(MAX_ORDER + 1)]
 
 
@@ -198,6 +202,7 @@ class Machine:
         # What reclaim, the daemons and compaction work on (struct pglist_data's parts)
         self.swap = SwapSpace(self.vmstat)
         self.shrinkers: list[Shrinker] = []
+        self.oom_notify_list = OomNotifierChain()
         self.reclaim = ReclaimState()
         self.kswapd = Kswapd()
         self.compaction = CompactionState(kcompactd=Kcompactd(highest_zoneidx=int(self.zones[-1].zone_type)))
@@ -289,6 +294,12 @@ class Machine:
     def managed_pages(self) -> int:
         return sum(z.managed_pages for z in self.zones)
 
+    def adjust_managed_page_count(self, pfn: int, count: int) -> None:
+        """``adjust_managed_page_count(page, count)``: the zone of ``pfn`` manages ``count``
+        pages more (fewer, when negative); a balloon that hands pages to the host takes
+        them out of what the guest counts as its memory, and back when it returns them."""
+        self.buddy.zone_of(pfn).managed_pages += count
+
     # ----------------------------------------------------------------- allocation
     def alloc_pages(self, gfp: int, order: int, owner: int, kind: int = PageKind.KERNEL) -> int:
         """``alloc_pages(gfp, order)`` for ``owner``: returns the first pfn, or -1 on failure.
@@ -360,6 +371,33 @@ class Machine:
             pages._private[pfn + 1] = order
         zone.pgalloc += n
         return pfn
+
+    def alloc_page_in_reclaim(self, gfp: int, owner: int, kind: int = PageKind.DRIVER) -> int:
+        """One page for an allocation made from inside reclaim (the task has ``PF_MEMALLOC``),
+        such as a swap device storing a page it is handed: returns its pfn or -1.
+
+        The free lists at the low watermark, then the min watermark, then (unless
+        ``__GFP_NOMEMALLOC``) ignoring watermarks, as ``__alloc_pages_slowpath`` lets a
+        ``PF_MEMALLOC`` task; it never enters the slow path (no kswapd wake-up, no
+        reclaim or compaction: reclaim must not recurse).  A failure counts ``pgalloc_fail``.
+        """
+        buddy = self.buddy
+        ac = buddy.alloc_context(gfp)
+        tries = (ALLOC_WMARK_LOW, ALLOC_WMARK_MIN) if gfp & GFP_BIT_NOMEMALLOC else _PF_MEMALLOC_TRIES
+        for flags in tries:
+            pfn, zone = buddy.get_page_from_freelist(0, flags, ac)
+            if pfn >= 0:
+                assert zone is not None
+                pages = self.pages
+                try:
+                    pages._kind[pfn] = kind
+                    pages._owner[pfn] = owner
+                except (TypeError, ValueError, OverflowError) as exc:
+                    self._undo_alloc(zone, pfn, 0, kind, owner, exc)
+                zone.pgalloc += 1
+                return pfn
+        self.vmstat["pgalloc_fail"] += 1
+        return -1
 
     def _undo_alloc(self, zone: Zone, pfn: int, order: int, kind: object, owner: object,
                     exc: Exception) -> NoReturn:

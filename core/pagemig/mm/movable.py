@@ -220,6 +220,33 @@ def clear_movable(page: Page) -> None:
     page.machine.pages._flags[page.pfn] &= ~MOVABLE & 0xFF
 
 
+def set_movable_many(machine: MovableHost, pfns: np.ndarray, ops: MovableOperations) -> None:
+    """:func:`set_movable` for many pages of one owner at once (a driver's whole buffer):
+    every pfn must be a driver page of the same owner.  One NumPy step instead of a call
+    per page; the rules are those of :func:`set_movable`."""
+    pfns = np.asarray(pfns, dtype=np.int64)
+    if not len(pfns):
+        return
+    set_movable(Page(machine, int(pfns[0])), ops)  # checks the first page, registers the ops
+    pages = machine.pages
+    if len(pfns) > 1:
+        if not (pages.kind[pfns] == DRIVER).all():
+            bad = int(pfns[pages.kind[pfns] != DRIVER][0])
+            raise ValueError(f"set_movable_many: pfn {bad:#x} is {PageKind(pages.kind[bad]).name}, "
+                             "not a driver page")
+        owner = pages.owner[pfns[0]]
+        if not (pages.owner[pfns] == owner).all():
+            bad = int(pfns[pages.owner[pfns] != owner][0])
+            raise ValueError(f"set_movable_many: pfn {bad:#x} belongs to owner {int(pages.owner[bad])}, "
+                             f"not {int(owner)}")
+    pages.flags[pfns] |= np.uint8(MOVABLE)
+
+
+def clear_movable_many(machine: MovableHost, pfns: np.ndarray) -> None:
+    """:func:`clear_movable` for many pages at once (a buffer the driver is about to free)."""
+    machine.pages.flags[np.asarray(pfns, dtype=np.int64)] &= np.uint8(~MOVABLE & 0xFF)
+
+
 def trylock_page(page: Page) -> bool:
     flags = page.machine.pages._flags
     if flags[page.pfn] & LOCKED:

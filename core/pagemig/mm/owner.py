@@ -135,6 +135,12 @@ class PageSet:
         self._token_mv[pages._private[pfn]] = token
         pages._token[pfn] = token
 
+    def write_many(self, pfns: np.ndarray, tokens: np.ndarray) -> None:
+        """The bulk form of :meth:`write`: new content into pages the owner holds."""
+        pages = self.machine.pages
+        self.token[pages.private[pfns].astype(np.int64)] = tokens
+        pages.token[pfns] = tokens
+
     def remove(self, pfn: int) -> None:
         """Forget a page (before freeing it)."""
         slot = self.machine.pages._private[pfn]

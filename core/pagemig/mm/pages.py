@@ -227,3 +227,14 @@ def copy_page(dst: Page, src: Page) -> None:
     """Copy a page's content (``migrate_page_copy``): what every ``migrate_page`` must do."""
     pages = src.machine.pages
     pages._token[dst.pfn] = pages._token[src.pfn]
+
+
+def pin_pages(machine: PageHost, pfns: np.ndarray) -> None:
+    """Pin pages for DMA (``pin_user_pages``, mm/gup.c): the extra reference a device holds,
+    kept as the ``PINNED`` flag; compaction will not isolate a pinned page."""
+    machine.pages.flags[np.asarray(pfns, dtype=np.int64)] |= np.uint8(PINNED)
+
+
+def unpin_pages(machine: PageHost, pfns: np.ndarray) -> None:
+    """Drop the DMA pin (``unpin_user_pages``): the pages may be isolated again."""
+    machine.pages.flags[np.asarray(pfns, dtype=np.int64)] &= np.uint8(~PINNED & 0xFF)

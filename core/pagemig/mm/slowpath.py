@@ -22,8 +22,10 @@ gives it to the machine):
 
 Simplified, and why:
 
-* No OOM killer: where the kernel would kill a task and retry, the allocation
-  fails.  ``__GFP_NOFAIL`` gets the kernel's extra attempt with ``ALLOC_HARDER``
+* No OOM killer: ``__alloc_pages_may_oom`` runs the OOM notifier chain
+  (:mod:`pagemig.mm.oom_kill`; virtio_balloon's deflate-on-oom) and retries when a
+  notifier freed pages; where the kernel would then kill a task and retry, the
+  allocation fails.  ``__GFP_NOFAIL`` gets the kernel's extra attempt with ``ALLOC_HARDER``
   and then fails too (the kernel would loop until the OOM killer freed memory;
   a simulator that cannot kill would loop for ever).  Failures are counted in
   :class:`SlowPathStats` and by the machine (``pgalloc_fail``).
@@ -78,11 +80,14 @@ from pagemig.mm.gfp import (
     GFP_BIT_NOMEMALLOC,
     GFP_BIT_NORETRY,
     GFP_BIT_RETRY_MAYFAIL,
+    GFP_BIT_THISNODE,
     MIGRATE_MOVABLE,
+    ZoneType,
     gfp_to_alloc_flags,
 )
 from pagemig.mm.lru import reclaimable_owner_mask, zone_reclaimable_pages
 from pagemig.mm.machine import SlowPath
+from pagemig.mm.oom_kill import out_of_memory
 from pagemig.mm.pages import PAGE_ALLOC_COSTLY_ORDER
 from pagemig.mm.vmscan import MAX_RECLAIM_RETRIES, kswapd_catch_up, try_to_free_pages, wakeup_kswapd
 from pagemig.mm.zone import WMARK_MIN
@@ -96,6 +101,27 @@ log = structlog.get_logger(__name__)
 
 
 MAX_COMPACT_RETRIES = 16  # mm/page_alloc.c
+
+
+# ----------------------------------------------------------------------------- the OOM step
+def alloc_pages_may_oom(machine: Machine, order: int, ac: AllocContext) -> bool:
+    """``__alloc_pages_may_oom()``: reclaim and compaction failed; may ``out_of_memory()``
+    help?  True when it made progress (an OOM notifier freed pages: retry the allocation).
+
+    The kernel's checks, in its order: the OOM killer does not help costly orders, nor
+    ``__GFP_RETRY_MAYFAIL`` or ``__GFP_THISNODE`` requests, nor allocations limited to
+    zones below ZONE_NORMAL.  (Its last attempt at the high watermark before the OOM call
+    catches a parallel OOM kill; with nobody running in parallel it cannot succeed where
+    the min watermark just failed, so it is left out.)
+    """
+    gfp = int(ac.gfp)
+    if order > PAGE_ALLOC_COSTLY_ORDER:
+        return False
+    if gfp & (GFP_BIT_RETRY_MAYFAIL | GFP_BIT_THISNODE):
+        return False
+    if ac.highest_zoneidx < ZoneType.NORMAL:
+        return False
+    return out_of_memory(machine)
 
 
 # ----------------------------------------------------------------------------- accounting
@@ -353,7 +379,11 @@ class FullSlowPath(SlowPath):
             if retry:
                 trace.retries += 1
                 continue
-            # here the kernel calls the OOM killer; the simulator has none
+            # Reclaim has failed us: __alloc_pages_may_oom; the OOM notifiers may give memory back
+            if alloc_pages_may_oom(machine, order, ac):
+                no_progress_loops = 0
+                trace.retries += 1
+                continue
             trace.reason = "no_progress"
             break
 
@@ -380,5 +410,6 @@ __all__ = [
     "FullSlowPath",
     "SlowPathStats",
     "SlowPathTrace",
+    "alloc_pages_may_oom",
     "stall_seconds",
 ]

@@ -41,7 +41,7 @@ from pagemig.mm.vmstat import free_state, vmstat_items
 from pagemig.sim.observe import pageblock_map, usage_pages
 from pagemig.sim.result import CompactionRecord, RunResult
 from pagemig.sim.scenario import Scenario, TimelineEntry, WorkloadSpec
-from pagemig.workloads.base import Workload
+from pagemig.workload import Workload
 
 log = structlog.get_logger(__name__)
 

@@ -158,20 +158,24 @@ def pages(default: Any = REQUIRED, doc: str = "", *, minimum: int = 0) -> Field:
 
 
 def duration(default: Any = REQUIRED, doc: str = "", *, positive: bool = False) -> Field:
+    """A duration ("90s", "500ms"), in seconds; ``positive`` refuses zero."""
     return _field(_wrap(lambda v: units.parse_duration(v, allow_zero=not positive), units.DURATION_EXPECTED),
                   units.DURATION_EXPECTED, default, doc)
 
 
 def percent(default: Any = REQUIRED, doc: str = "") -> Field:
+    """A share ("35%", or a fraction between 0 and 1), as a fraction."""
     return _field(_wrap(units.parse_percent, units.PERCENT_EXPECTED), units.PERCENT_EXPECTED, default, doc)
 
 
 def rate(default: Any = REQUIRED, doc: str = "") -> Field:
+    """A rate ("20/s", "100/min"), in events per second."""
     return _field(_wrap(units.parse_rate, units.RATE_EXPECTED), units.RATE_EXPECTED, default, doc)
 
 
 def integer(default: Any = REQUIRED, doc: str = "", *, minimum: int | None = None,
             maximum: int | None = None) -> Field:
+    """An integer (not a bool), optionally bounded."""
     if minimum is not None and maximum is not None:
         expected = f"an integer from {minimum} to {maximum}"
     elif minimum is not None:
@@ -193,6 +197,7 @@ def integer(default: Any = REQUIRED, doc: str = "", *, minimum: int | None = Non
 
 def number(default: Any = REQUIRED, doc: str = "", *, minimum: float | None = None,
            maximum: float | None = None) -> Field:
+    """A finite number (int or float, not a bool), optionally bounded; returned as a float."""
     expected = "a number" + (f" from {minimum:g}" if minimum is not None else "") + (
         f" to {maximum:g}" if maximum is not None else "")
 
@@ -207,6 +212,7 @@ def number(default: Any = REQUIRED, doc: str = "", *, minimum: float | None = No
 
 
 def boolean(default: Any = REQUIRED, doc: str = "") -> Field:
+    """true or false (a quoted "true" gets a hint)."""
     def parse(value: object) -> bool:
         if not isinstance(value, bool):
             raise _Bad("true or false", "write it without quotes" if value in ("true", "false") else "")
@@ -216,6 +222,7 @@ def boolean(default: Any = REQUIRED, doc: str = "") -> Field:
 
 
 def string(default: Any = REQUIRED, doc: str = "") -> Field:
+    """A string."""
     def parse(value: object) -> str:
         if not isinstance(value, str):
             raise _Bad("a string")
@@ -225,6 +232,7 @@ def string(default: Any = REQUIRED, doc: str = "") -> Field:
 
 
 def choice(options: Iterable[str], default: Any = REQUIRED, doc: str = "") -> Field:
+    """One of a fixed set of strings (a near miss gets a "did you mean")."""
     opts = tuple(options)
     expected = "one of " + ", ".join(f'"{o}"' for o in opts)
 
@@ -238,6 +246,7 @@ def choice(options: Iterable[str], default: Any = REQUIRED, doc: str = "") -> Fi
 
 
 def order(default: Any = REQUIRED, doc: str = "") -> Field:
+    """An allocation order, 0 to MAX_ORDER."""
     return integer(default, doc, minimum=0, maximum=MAX_ORDER)
 
 

@@ -17,21 +17,29 @@ from typing import Any
 
 import numpy as np
 
-from pagemig.mm.costs import COST_ALLOC_FAST
-from pagemig.mm.gfp import Gfp
-from pagemig.mm.machine import Machine
-from pagemig.mm.pages import PageKind
-from pagemig.mm.slowpath import stall_seconds
-from pagemig.sim import schema
-from pagemig.workloads.base import CompoundOwner, ProbeStats, Workload
+from pagemig.api import (
+    COST_ALLOC_FAST,
+    Gfp,
+    Machine,
+    PageKind,
+    ProbeStats,
+    Workload,
+    duration_field,
+    gfp_field,
+    order_field,
+    rate_field,
+    stall_seconds,
+    table_validator,
+)
+from pagemig.workloads.base import CompoundOwner
 
 FIELDS = {
-    "order": schema.order(3, "allocation order (3: what fork needs for a kernel stack on some devices)"),
-    "gfp": schema.gfp("GFP_KERNEL", "GFP mask"),
-    "rate": schema.rate("10/s", "attempts per second of simulated time"),
-    "hold": schema.duration("0s", "how long a successful allocation is kept before it is freed"),
+    "order": order_field(3, "allocation order (3: what fork needs for a kernel stack on some devices)"),
+    "gfp": gfp_field("GFP_KERNEL", "GFP mask"),
+    "rate": rate_field("10/s", "attempts per second of simulated time"),
+    "hold": duration_field("0s", "how long a successful allocation is kept before it is freed"),
 }
-validate = schema.validator(FIELDS)
+validate = table_validator(FIELDS)
 
 
 class AllocProbe(Workload):

@@ -23,24 +23,36 @@ from typing import Any
 import attrs
 import numpy as np
 
-from pagemig.mm.gfp import GFP_HIGHUSER_MOVABLE, GFP_KERNEL, GFP_KERNEL_ACCOUNT, GFP_TRANSHUGE_LIGHT, Gfp
-from pagemig.mm.lru import LruOwner
-from pagemig.mm.machine import Machine
-from pagemig.mm.pages import PageKind
-from pagemig.sim import schema
-from pagemig.workloads.base import CompoundOwner, ProcessPool, TrackedOwner, Workload
+from pagemig.api import (
+    GFP_HIGHUSER_MOVABLE,
+    GFP_KERNEL,
+    GFP_KERNEL_ACCOUNT,
+    GFP_TRANSHUGE_LIGHT,
+    Gfp,
+    LruOwner,
+    Machine,
+    PageKind,
+    Workload,
+    duration_field,
+    integer_field,
+    pages_field,
+    percent_field,
+    rate_field,
+    table_validator,
+)
+from pagemig.workloads.base import CompoundOwner, ProcessPool, TrackedOwner
 
 FIELDS = {
-    "apps": schema.integer(8, "applications running at the start", minimum=0),
-    "rate": schema.rate("0.1/s", "arrivals of new applications"),
-    "lifetime": schema.duration("2min", "mean life of an application", positive=True),
-    "rss": schema.pages("48MiB", "mean anonymous memory of an application", minimum=1),
-    "thp": schema.percent("30%", "share of rss first tried as transparent huge pages"),
-    "threads": schema.integer(4, "threads per application (an order-2 kernel stack each)", minimum=1),
-    "kernel": schema.pages("1MiB", "unmovable kernel memory per application, in mixed orders"),
-    "max_apps": schema.integer(64, "most applications alive at once", minimum=1),
+    "apps": integer_field(8, "applications running at the start", minimum=0),
+    "rate": rate_field("0.1/s", "arrivals of new applications"),
+    "lifetime": duration_field("2min", "mean life of an application", positive=True),
+    "rss": pages_field("48MiB", "mean anonymous memory of an application", minimum=1),
+    "thp": percent_field("30%", "share of rss first tried as transparent huge pages"),
+    "threads": integer_field(4, "threads per application (an order-2 kernel stack each)", minimum=1),
+    "kernel": pages_field("1MiB", "unmovable kernel memory per application, in mixed orders"),
+    "max_apps": integer_field(64, "most applications alive at once", minimum=1),
 }
-validate = schema.validator(FIELDS)
+validate = table_validator(FIELDS)
 
 THP_ORDER = 9
 STACK_ORDER = 2

@@ -6,13 +6,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from pagemig.hookspecs import hookimpl
+from pagemig.api import WorkloadInfo, hookimpl
 
 
 @hookimpl
 def pagemig_register_workloads(register: Callable[[Any], None]) -> None:
     from pagemig.workloads import alloc_probe, app_churn, frag, kernel_build, page_churn
-    from pagemig.workloads.base import WorkloadInfo
 
     register(WorkloadInfo("kernel_build", kernel_build.KernelBuild,
                           "make -jN: compiler processes (anon, page tables, stacks, slab) and a page cache "

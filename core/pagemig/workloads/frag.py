@@ -25,28 +25,35 @@ from typing import Any
 
 import numpy as np
 
-from pagemig.mm.gfp import GFP_HIGHUSER_MOVABLE
-from pagemig.mm.lru import LruOwner
-from pagemig.mm.machine import Machine
-from pagemig.mm.pages import PageKind
-from pagemig.sim import schema
-from pagemig.workloads.base import Workload
+from pagemig.api import (
+    GFP_HIGHUSER_MOVABLE,
+    LruOwner,
+    Machine,
+    PageKind,
+    TableError,
+    Workload,
+    check_table,
+    choice_field,
+    integer_field,
+    pages_field,
+    percent_field,
+)
 
 FIELDS = {
-    "size": schema.pages(None, 'memory to fill, e.g. "768MiB" (default: the fill share of what is free)', minimum=1),
-    "fill": schema.percent("100%", "share of the memory free above the high watermarks to fill, unless size is given"),
-    "keep": schema.integer(1, "pages kept of every `every`", minimum=0),
-    "every": schema.integer(4, "group size, in pages", minimum=1),
-    "survivor": schema.choice(("random", "first"), "random",
+    "size": pages_field(None, 'memory to fill, e.g. "768MiB" (default: the fill share of what is free)', minimum=1),
+    "fill": percent_field("100%", "share of the memory free above the high watermarks to fill, unless size is given"),
+    "keep": integer_field(1, "pages kept of every `every`", minimum=0),
+    "every": integer_field(4, "group size, in pages", minimum=1),
+    "survivor": choice_field(("random", "first"), "random",
                               "which pages of a group are kept: drawn at random, or the first ones"),
 }
 GFP = GFP_HIGHUSER_MOVABLE
 
 
 def validate(table: Mapping[str, Any]) -> dict[str, Any]:
-    out = schema.check_table(table, FIELDS)
+    out = check_table(table, FIELDS)
     if out["keep"] > out["every"]:
-        raise schema.TableError("keep", table.get("keep"), f"at most every = {out['every']}")
+        raise TableError("keep", table.get("keep"), f"at most every = {out['every']}")
     return out
 
 

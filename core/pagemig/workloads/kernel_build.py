@@ -49,39 +49,51 @@ from typing import Any
 import attrs
 import numpy as np
 
-from pagemig.mm.gfp import GFP_HIGHUSER_MOVABLE, GFP_KERNEL, GFP_KERNEL_ACCOUNT, Gfp
-from pagemig.mm.lru import LruOwner
-from pagemig.mm.machine import Machine
-from pagemig.mm.pages import PAGE_SIZE, PageFlag, PageKind
-from pagemig.mm.shrinker import register_shrinker
-from pagemig.sim import schema
-from pagemig.workloads.base import CompoundOwner, ProcessPool, TrackedOwner, Workload
+from pagemig.api import (
+    GFP_HIGHUSER_MOVABLE,
+    GFP_KERNEL,
+    GFP_KERNEL_ACCOUNT,
+    PAGE_SIZE,
+    Gfp,
+    LruOwner,
+    Machine,
+    PageFlag,
+    PageKind,
+    TableError,
+    Workload,
+    duration_field,
+    integer_field,
+    pages_field,
+    register_shrinker,
+    table_validator,
+)
+from pagemig.workloads.base import CompoundOwner, ProcessPool, TrackedOwner
 
 FIELDS = {
-    "parallelism": schema.integer(8, "compiler processes at once (make -jN)", minimum=1, maximum=4096),
-    "duration": schema.duration(None, "how long the build keeps starting jobs (default: until the workload stops)",
+    "parallelism": integer_field(8, "compiler processes at once (make -jN)", minimum=1, maximum=4096),
+    "duration": duration_field(None, "how long the build keeps starting jobs (default: until the workload stops)",
                                 positive=True),
-    "job_time": schema.duration("2s", "mean life of one compiler process", positive=True),
-    "job_anon": schema.pages("48MiB", "mean anonymous memory of one compiler process at its peak (it grows "
+    "job_time": duration_field("2s", "mean life of one compiler process", positive=True),
+    "job_anon": pages_field("48MiB", "mean anonymous memory of one compiler process at its peak (it grows "
                              "evenly over the process's life)", minimum=1),
-    "tree": schema.pages("1GiB", "the source tree, headers included", minimum=1),
-    "headers": schema.pages("48MiB", "headers every job reads (the hot part of the tree)"),
-    "source": schema.pages("96KiB", "source pages one job compiles (the next ones of the tree)"),
-    "output": schema.pages("256KiB", "object file one job writes (dirty page cache)"),
-    "slab": schema.pages("96KiB", "unreclaimable slab per process (task, mm, VMAs)"),
-    "link_levels": schema.integer(0, "directory levels whose built-in.o re-links each object (ld -r, before "
+    "tree": pages_field("1GiB", "the source tree, headers included", minimum=1),
+    "headers": pages_field("48MiB", "headers every job reads (the hot part of the tree)"),
+    "source": pages_field("96KiB", "source pages one job compiles (the next ones of the tree)"),
+    "output": pages_field("256KiB", "object file one job writes (dirty page cache)"),
+    "slab": pages_field("96KiB", "unreclaimable slab per process (task, mm, VMAs)"),
+    "link_levels": integer_field(0, "directory levels whose built-in.o re-links each object (ld -r, before "
                                   "v4.13's thin archives); 0: thin archives", minimum=0, maximum=8),
-    "dir_objects": schema.integer(8, "objects (or subdirectories) linked into one built-in.o", minimum=2,
+    "dir_objects": integer_field(8, "objects (or subdirectories) linked into one built-in.o", minimum=2,
                                   maximum=4096),
-    "dirty_expire": schema.duration("30s", "age at which the flusher writes dirty pages back"),
+    "dirty_expire": duration_field("30s", "age at which the flusher writes dirty pages back"),
 }
-_validate = schema.validator(FIELDS)
+_validate = table_validator(FIELDS)
 
 
 def validate(table: Mapping[str, Any]) -> dict[str, Any]:
     out = _validate(table)
     if out["headers"] >= out["tree"]:
-        raise schema.TableError("headers", table.get("headers"), f"less than the tree ({out['tree']} pages)")
+        raise TableError("headers", table.get("headers"), f"less than the tree ({out['tree']} pages)")
     return out
 
 
@@ -368,7 +380,7 @@ class DentryCache(TrackedOwner):
         if want > 0:
             self.alloc(want)
 
-    # Shrinker protocol (pagemig.mm.shrinker)
+    # Shrinker protocol (pagemig.api.Shrinker)
     def count_objects(self) -> int:
         return len(self)
 

@@ -17,23 +17,30 @@ from typing import Any
 
 import numpy as np
 
-from pagemig.mm.gfp import Gfp
-from pagemig.mm.lru import LruOwner
-from pagemig.mm.machine import Machine
-from pagemig.mm.pages import PageKind
-from pagemig.sim import schema
-from pagemig.workloads.base import TrackedOwner, Workload, pick_random
+from pagemig.api import (
+    Gfp,
+    LruOwner,
+    Machine,
+    PageKind,
+    Workload,
+    duration_field,
+    gfp_field,
+    pages_field,
+    percent_field,
+    table_validator,
+)
+from pagemig.workloads.base import TrackedOwner, pick_random
 from pagemig.workloads.frag import fillable_pages
 
 FIELDS = {
-    "size": schema.pages(None, "memory to fill (default: the fill share of what is free)", minimum=1),
-    "fill": schema.percent("100%", "share of the memory free above the high watermarks to fill, unless size is given"),
-    "free": schema.percent("50%", "share freed at random right after the fill"),
-    "churn": schema.percent("10%", "share of the held pages freed and reallocated at each iteration"),
-    "interval": schema.duration("1s", "simulated time between iterations", positive=True),
-    "gfp": schema.gfp("GFP_HIGHUSER_MOVABLE", "the pages' GFP mask"),
+    "size": pages_field(None, "memory to fill (default: the fill share of what is free)", minimum=1),
+    "fill": percent_field("100%", "share of the memory free above the high watermarks to fill, unless size is given"),
+    "free": percent_field("50%", "share freed at random right after the fill"),
+    "churn": percent_field("10%", "share of the held pages freed and reallocated at each iteration"),
+    "interval": duration_field("1s", "simulated time between iterations", positive=True),
+    "gfp": gfp_field("GFP_HIGHUSER_MOVABLE", "the pages' GFP mask"),
 }
-validate = schema.validator(FIELDS)
+validate = table_validator(FIELDS)
 
 
 class PageChurn(Workload):

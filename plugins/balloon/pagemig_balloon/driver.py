@@ -48,24 +48,29 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
 import structlog
 
-from pagemig.driver import Driver
-from pagemig.mm.gfp import GFP_HIGHUSER, GFP_HIGHUSER_MOVABLE, Gfp
-from pagemig.mm.machine import Machine
-from pagemig.mm.movable import (
+from pagemig.api import (
     EAGAIN,
+    GFP_HIGHUSER,
+    GFP_HIGHUSER_MOVABLE,
     MIGRATEPAGE_SUCCESS,
+    PAGE_SIZE,
+    Driver,
+    Gfp,
+    Machine,
     MigrateMode,
+    Page,
+    PageKind,
+    PageSet,
     clear_movable,
+    register_oom_notifier,
     set_movable,
 )
-from pagemig.mm.owner import PageSet
-from pagemig.mm.pages import PAGE_ALLOC_COSTLY_ORDER, PAGE_SIZE, Page, PageKind
 
 log = structlog.get_logger(__name__)
 
@@ -154,57 +159,6 @@ class BalloonHost:
 
     def pfns(self) -> np.ndarray:
         return np.flatnonzero(self.taken)
-
-
-def may_oom(gfp: int, order: int) -> bool:
-    """Would the kernel's slow path call ``out_of_memory()`` after this allocation failed?
-
-    ``__alloc_pages_may_oom`` is reached only by allocations that may reclaim and retry
-    (no ``__GFP_NORETRY``), and gives up before the OOM step for costly orders and for
-    ``__GFP_RETRY_MAYFAIL``/``__GFP_THISNODE`` requests.
-    """
-    if not gfp & Gfp.DIRECT_RECLAIM or gfp & (Gfp.NORETRY | Gfp.RETRY_MAYFAIL | Gfp.THISNODE):
-        return False
-    return order <= PAGE_ALLOC_COSTLY_ORDER
-
-
-class OomNotifierSlowPath:
-    """The OOM notifier chain (``oom_notify_list``), wrapped around the machine's slow path.
-
-    ``out_of_memory()`` first calls the notifiers and, if they freed anything, lets the
-    allocation retry instead of killing a task; virtio_balloon's deflate-on-oom is such a
-    notifier.  The simulator has no OOM killer, so this wrapper calls the notifiers where
-    the slow path would have called it and retries once.  Everything else is the wrapped
-    slow path's (attributes are forwarded), so it can wrap whatever slow path is installed.
-    """
-
-    def __init__(self, inner: Any) -> None:
-        self.inner = inner
-        self.notifiers: list[Callable[[], int]] = []
-        self.oom_calls = 0
-
-    def alloc_slowpath(self, machine: Machine, order: int, ac: Any) -> tuple[int, Any]:
-        pfn, zone = self.inner.alloc_slowpath(machine, order, ac)
-        if pfn >= 0 or not may_oom(ac.gfp, order) or not self.notifiers:
-            return pfn, zone
-        self.oom_calls += 1
-        freed = sum(int(notify()) for notify in self.notifiers)
-        if not freed:
-            return pfn, zone
-        return self.inner.alloc_slowpath(machine, order, ac)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
-
-
-def register_oom_notifier(machine: Machine, notify: Callable[[], int]) -> OomNotifierSlowPath:
-    """``register_oom_notifier()``: ``notify()`` returns the pages it freed."""
-    current = machine.slowpath
-    sp = current if isinstance(current, OomNotifierSlowPath) else OomNotifierSlowPath(current)
-    if sp is not current:
-        machine.slowpath = sp  # type: ignore[assignment]
-    sp.notifiers.append(notify)
-    return sp
 
 
 class BalloonDriver(Driver):
@@ -334,7 +288,7 @@ class BalloonDriver(Driver):
                 self._push(pfn)
                 batch.append(pfn)
                 if not self.deflate_on_oom:
-                    m.zone_of(pfn).managed_pages -= 1
+                    m.adjust_managed_page_count(pfn, -1)
             if batch:
                 self.host.inflate(batch)
                 self.num_pages += len(batch)
@@ -369,7 +323,7 @@ class BalloonDriver(Driver):
                 for pfn in batch:
                     clear_movable(Page(m, pfn))
                     if not self.deflate_on_oom:
-                        m.zone_of(pfn).managed_pages += 1
+                        m.adjust_managed_page_count(pfn, 1)
                 m.free_pages_bulk(arr)
                 self._count("balloon_deflate", len(batch))
         finally:
@@ -485,8 +439,8 @@ class BalloonDriver(Driver):
         self.pages.remove(src.pfn)
         self.host.deflate_one(src.pfn)
         if not self.deflate_on_oom:
-            m.zone_of(dst.pfn).managed_pages -= 1
-            m.zone_of(src.pfn).managed_pages += 1
+            m.adjust_managed_page_count(dst.pfn, -1)
+            m.adjust_managed_page_count(src.pfn, 1)
         self._count("balloon_migrate", 1)
         return MIGRATEPAGE_SUCCESS
 

@@ -11,10 +11,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from pagemig.mm.pages import PAGE_SIZE
-from pagemig.sim import schema
-from pagemig.sim.schema import Field, TableError
-from pagemig.sim.units import UnitError, parse_size
+from pagemig.api import (
+    PAGE_SIZE,
+    Field,
+    TableError,
+    UnitError,
+    boolean_field,
+    integer_field,
+    parse_size,
+    table_validator,
+)
 from pagemig_balloon.driver import DEFAULT_INFLATE_RATE, OOM_VBALLOON_DEFAULT_PAGES
 
 RATE_EXPECTED = 'pages per second (65536), "65536/s", or a size per second such as "256MiB/s"'
@@ -49,16 +55,16 @@ def parse_page_rate(value: object) -> float:
 
 
 FIELDS: dict[str, Field] = {
-    "movable": schema.boolean(True, "false: balloon pages are plain unmovable allocations (before Linux v3.8)"),
-    "deflate_on_oom": schema.boolean(False, "VIRTIO_BALLOON_F_DEFLATE_ON_OOM: give back oom_pages pages on OOM"),
+    "movable": boolean_field(True, "false: balloon pages are plain unmovable allocations (before Linux v3.8)"),
+    "deflate_on_oom": boolean_field(False, "VIRTIO_BALLOON_F_DEFLATE_ON_OOM: give back oom_pages pages on OOM"),
     "inflate_rate": Field(parse_page_rate, float(DEFAULT_INFLATE_RATE), RATE_EXPECTED,
                           "how fast the balloon moves towards its target (0: as fast as allocation allows)"),
-    "oom_pages": schema.integer(OOM_VBALLOON_DEFAULT_PAGES, "pages released per OOM notification", minimum=1),
-    "target_mib": schema.integer(None, "an initial `balloon N` target: MiB of memory left to the guest",
+    "oom_pages": integer_field(OOM_VBALLOON_DEFAULT_PAGES, "pages released per OOM notification", minimum=1),
+    "target_mib": integer_field(None, "an initial `balloon N` target: MiB of memory left to the guest",
                                  minimum=1),
 }
 
-_validate = schema.validator(FIELDS)
+_validate = table_validator(FIELDS)
 
 
 def validate_options(options: Mapping[str, Any]) -> dict[str, Any]:

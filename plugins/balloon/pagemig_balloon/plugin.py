@@ -6,10 +6,11 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from pagemig import hookimpl
-from pagemig.driver import DriverInfo
+from pagemig.api import CommandInfo, DriverInfo, hookimpl, package_scenarios
 from pagemig_balloon.driver import PAGES_PER_MIB, BalloonDriver
 from pagemig_balloon.options import validate_options
+
+PAGEMIG_API_VERSION = "1.0"  # the pagemig.api this plugin is written for (checked at discovery)
 
 BALLOON_USAGE = "balloon MIB"
 
@@ -49,8 +50,6 @@ def pagemig_register_drivers(register: Callable[[Any], None]) -> None:
 
 @hookimpl
 def pagemig_register_commands(register: Callable[[Any], None]) -> None:
-    from pagemig.sim.commands import CommandInfo
-
     register(CommandInfo(
         name="balloon",
         handler=balloon_handler,
@@ -63,7 +62,5 @@ def pagemig_register_commands(register: Callable[[Any], None]) -> None:
 
 @hookimpl
 def pagemig_register_scenarios(register: Callable[[Any], None]) -> None:
-    from pagemig.sim.scenario import package_scenarios
-
     for info in package_scenarios("pagemig_balloon"):
         register(info)

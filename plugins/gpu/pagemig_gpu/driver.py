@@ -39,12 +39,26 @@ import attrs
 import numpy as np
 import structlog
 
-from pagemig.driver import Driver
-from pagemig.mm.gfp import GFP_HIGHUSER, Gfp
-from pagemig.mm.machine import Machine
-from pagemig.mm.movable import EAGAIN, MIGRATEPAGE_SUCCESS, MigrateMode, set_movable
-from pagemig.mm.owner import PageSet
-from pagemig.mm.pages import PAGE_SIZE, Page, PageFlag, PageKind, copy_page
+from pagemig.api import (
+    EAGAIN,
+    GFP_HIGHUSER,
+    MIGRATEPAGE_SUCCESS,
+    PAGE_SIZE,
+    Driver,
+    Gfp,
+    Machine,
+    MigrateMode,
+    Page,
+    PageFlag,
+    PageKind,
+    PageSet,
+    clear_movable_many,
+    copy_page,
+    pin_pages,
+    set_movable,
+    set_movable_many,
+    unpin_pages,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -148,17 +162,13 @@ class GpuDriver(Driver):
         if self.movable:
             self._set_movable_many(pfns)
         if pinned:
-            m.pages.flags[pfns] |= np.uint8(PageFlag.PINNED)
+            pin_pages(m, pfns)
         self.counters["buffers_allocated"] += 1
         return buf
 
     def _set_movable_many(self, pfns: np.ndarray) -> None:
-        """``__SetPageMovable`` for a whole buffer: the first page through the protocol (which
-        registers the driver's ops), the rest by setting the same flag in one NumPy step."""
-        if not len(pfns):
-            return
-        set_movable(Page(self.machine, int(pfns[0])), self)
-        self.machine.pages.flags[pfns] |= np.uint8(PageFlag.MOVABLE)
+        """``__SetPageMovable`` for a whole buffer, in one step."""
+        set_movable_many(self.machine, pfns, self)
 
     def buffer_pfns(self, buf: Buffer) -> np.ndarray:
         """The pages the GPU MMU maps for this buffer, in its order."""
@@ -170,14 +180,14 @@ class GpuDriver(Driver):
         pfns = self.buffer_pfns(buf)
         self.pages.remove_many(pfns)
         self._slot_buffer[buf.slots] = -1
-        m.pages.flags[pfns] &= ~np.uint8(PageFlag.PINNED)
+        unpin_pages(m, pfns)
         iso = [p for p in pfns.tolist() if p in self.isolated]
         for pfn in iso:
             self.isolated.discard(pfn)
             m.free_pages(pfn)  # the core turns it into an orphan that migration releases
         self.counters["freed_while_isolated"] += len(iso)
         rest = pfns if not iso else np.setdiff1d(pfns, np.asarray(iso, dtype=np.int64))
-        m.pages.flags[rest] &= ~np.uint8(PageFlag.MOVABLE)  # __ClearPageMovable, for the whole buffer
+        clear_movable_many(m, rest)  # __ClearPageMovable, for the whole buffer
         m.free_pages_bulk(rest)
         del self.buffers[buf.id]
         self.counters["buffers_freed"] += 1
@@ -190,9 +200,9 @@ class GpuDriver(Driver):
         buf.pinned = pinned
         pfns = self.buffer_pfns(buf)
         if pinned:
-            self.machine.pages.flags[pfns] |= np.uint8(PageFlag.PINNED)
+            pin_pages(self.machine, pfns)
         else:
-            self.machine.pages.flags[pfns] &= ~np.uint8(PageFlag.PINNED)
+            unpin_pages(self.machine, pfns)
 
     # ------------------------------------------------------------------ jobs
     def submit(self, buffers: list[Buffer], duration: float) -> None:
@@ -202,9 +212,7 @@ class GpuDriver(Driver):
             buf.fence = max(buf.fence, now + duration)
         target = buffers[0]
         pfns = self.buffer_pfns(target)
-        tokens = self._tokens(len(pfns))
-        self.pages.token[target.slots] = tokens
-        self.machine.pages.token[pfns] = tokens
+        self.pages.write_many(pfns, self._tokens(len(pfns)))
         target.generation += 1
         self.counters["jobs_submitted"] += 1
 
@@ -246,13 +254,13 @@ class GpuDriver(Driver):
         copy_page(Page(m, dst), Page(m, src))
         slot = m.pages._private[src]
         self.pages.pfn[slot] = dst
-        m.pages._private[dst] = slot
+        Page(m, dst).private = slot
         cost = COST_GPU_REMAP + COST_GPU_CACHE_FLUSH
         self.counters["gpu_remap"] += 1
         self.counters["gpu_cache_flush"] += 1
         self.migrate_seconds += cost
         if charge:
-            m.stall_seconds = getattr(m, "stall_seconds", 0.0) + cost  # type: ignore[attr-defined]
+            m.stall_seconds += cost
 
     # ------------------------------------------------------------------ its own compaction (2015)
     def gpu_compact(self, max_pages: int | None = None) -> int:
@@ -280,7 +288,7 @@ class GpuDriver(Driver):
                 self._move(src, dst, charge=False)
             if self.movable:
                 self._set_movable_many(new)
-            m.pages.flags[old] &= ~np.uint8(PageFlag.MOVABLE)
+            clear_movable_many(m, old)
             m.free_pages_bulk(old)
             moved += len(old)
         self.counters["gpu_compact_moved"] += moved

@@ -1,28 +1,37 @@
-"""The GPU driver's scenario table (``[drivers.gpu]``), checked with the core's table schema."""
+"""The GPU driver's scenario table (``[drivers.gpu]``), checked with pagemig.api's option fields."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
 
-from pagemig.sim import schema
-from pagemig.sim.schema import Field, TableError
+from pagemig.api import (
+    Field,
+    TableError,
+    boolean_field,
+    duration_field,
+    integer_field,
+    pages_field,
+    percent_field,
+    rate_field,
+    table_validator,
+)
 
 FIELDS: dict[str, Field] = {
-    "movable": schema.boolean(True, "false: the driver before the seed's series (unmovable pages)"),
-    "target": schema.percent(0.0, "share of memory the GPU's applications keep in buffers (0: no workload)"),
-    "buffer_min": schema.pages("64KiB", "smallest buffer", minimum=1),
-    "buffer_max": schema.pages("8MiB", "largest buffer (sizes are log-uniform between the two)", minimum=1),
-    "buffer_life": schema.duration("30s", "mean life of a buffer (exponential; 0: buffers live for ever)"),
-    "pinned_fraction": schema.percent(0.1, "share of buffers pinned for DMA (scanout, camera): never isolated"),
-    "job_rate": schema.rate(60.0, "GPU jobs submitted per second"),
-    "job_time": schema.duration("50ms", "time from a job's submission until its fence signals"),
-    "buffers_per_job": schema.integer(3, "buffers one job uses (it renders into the first)", minimum=1,
+    "movable": boolean_field(True, "false: the driver before the seed's series (unmovable pages)"),
+    "target": percent_field(0.0, "share of memory the GPU's applications keep in buffers (0: no workload)"),
+    "buffer_min": pages_field("64KiB", "smallest buffer", minimum=1),
+    "buffer_max": pages_field("8MiB", "largest buffer (sizes are log-uniform between the two)", minimum=1),
+    "buffer_life": duration_field("30s", "mean life of a buffer (exponential; 0: buffers live for ever)"),
+    "pinned_fraction": percent_field(0.1, "share of buffers pinned for DMA (scanout, camera): never isolated"),
+    "job_rate": rate_field(60.0, "GPU jobs submitted per second"),
+    "job_time": duration_field("50ms", "time from a job's submission until its fence signals"),
+    "buffers_per_job": integer_field(3, "buffers one job uses (it renders into the first)", minimum=1,
                                       maximum=64),
-    "seed": schema.integer(0, "seed of the driver's own random stream when no run provides one", minimum=0),
+    "seed": integer_field(0, "seed of the driver's own random stream when no run provides one", minimum=0),
 }
 
-_validate = schema.validator(FIELDS)
+_validate = table_validator(FIELDS)
 
 
 def validate_options(options: Mapping[str, Any]) -> dict[str, Any]:

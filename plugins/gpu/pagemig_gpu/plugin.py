@@ -6,10 +6,11 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from pagemig import hookimpl
-from pagemig.driver import DriverInfo
+from pagemig.api import CommandInfo, DriverInfo, hookimpl, package_scenarios
 from pagemig_gpu.driver import GpuDriver
 from pagemig_gpu.options import validate_options
+
+PAGEMIG_API_VERSION = "1.0"  # the pagemig.api this plugin is written for (checked at discovery)
 
 
 def gpu_compact_validate(args: Sequence[str]) -> None:
@@ -46,8 +47,6 @@ def pagemig_register_drivers(register: Callable[[Any], None]) -> None:
 
 @hookimpl
 def pagemig_register_commands(register: Callable[[Any], None]) -> None:
-    from pagemig.sim.commands import CommandInfo
-
     register(CommandInfo(
         name="gpu_compact",
         handler=gpu_compact_handler,
@@ -61,7 +60,5 @@ def pagemig_register_commands(register: Callable[[Any], None]) -> None:
 
 @hookimpl
 def pagemig_register_scenarios(register: Callable[[Any], None]) -> None:
-    from pagemig.sim.scenario import package_scenarios
-
     for info in package_scenarios("pagemig_gpu"):
         register(info)

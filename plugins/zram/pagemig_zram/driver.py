@@ -1,7 +1,7 @@
 """zram: a compressed swap device whose storage is zsmalloc (drivers/block/zram, v4.8).
 
 The device registers itself as the machine's swap device (``swapon``) through the
-core's :class:`~pagemig.mm.swap.SwapDevice` protocol: reclaim hands it the content
+core's :class:`~pagemig.api.SwapDevice` protocol: reclaim hands it the content
 of each anon page it swaps out, zram "compresses" it into a zsmalloc object and
 returns the slot; a swap-in reads the object back and must return exactly what was
 written (the core's ``LruOwner`` checks it).
@@ -37,17 +37,7 @@ from typing import Any
 import numpy as np
 import structlog
 
-from pagemig.driver import Driver
-from pagemig.mm.gfp import (
-    ALLOC_NO_WATERMARKS,
-    ALLOC_WMARK_LOW,
-    ALLOC_WMARK_MIN,
-    GFP_NOIO,
-    Gfp,
-)
-from pagemig.mm.machine import Machine
-from pagemig.mm.movable import MigrateMode
-from pagemig.mm.pages import PAGE_SIZE, Page, PageKind
+from pagemig.api import GFP_NOIO, PAGE_SIZE, Driver, Gfp, Machine, MigrateMode, Page, PageKind, register_swap_device
 from pagemig_zram.zsmalloc import ZsPool, mix64
 
 log = structlog.get_logger(__name__)
@@ -115,8 +105,6 @@ class ZramDevice(Driver):
                          "orig_data_size": 0, "compr_data_size": 0, "mem_used_max": 0, "huge_pages": 0}
         self.swapon = False
         if opts.get("swap", True):
-            from pagemig.mm.swap import register_swap_device
-
             register_swap_device(machine, self)
             self.swapon = True
 
@@ -127,18 +115,7 @@ class ZramDevice(Driver):
         m = self.machine
         if not self._in_reclaim:
             return m.alloc_pages(gfp, 0, self.owner_id, PageKind.DRIVER)
-        buddy = m.buddy
-        ac = buddy.alloc_context(gfp)
-        for flags in (ALLOC_WMARK_LOW, ALLOC_WMARK_MIN, ALLOC_NO_WATERMARKS):
-            pfn, zone = buddy.get_page_from_freelist(0, flags, ac)
-            if pfn >= 0:
-                assert zone is not None
-                m.pages._kind[pfn] = PageKind.DRIVER
-                m.pages._owner[pfn] = self.owner_id
-                zone.pgalloc += 1
-                return pfn
-        m.vmstat["pgalloc_fail"] += 1
-        return -1
+        return m.alloc_page_in_reclaim(gfp, self.owner_id, PageKind.DRIVER)
 
     def _zs_malloc(self, clen: int, value: int) -> int:
         if not self.movable:

@@ -1,13 +1,23 @@
-"""The zram device's scenario table (``[drivers.zram]``), checked with the core's table schema."""
+"""The zram device's scenario table (``[drivers.zram]``), checked with pagemig.api's option fields."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
 
-from pagemig.sim import schema
-from pagemig.sim.schema import Field, TableError
-from pagemig.sim.units import UnitError, parse_percent, parse_size
+from pagemig.api import (
+    Field,
+    TableError,
+    UnitError,
+    boolean_field,
+    integer_field,
+    number_field,
+    parse_percent,
+    parse_size,
+    percent_field,
+    size_field,
+    table_validator,
+)
 
 DISKSIZE_EXPECTED = 'a size such as "600MiB", or a share of memory such as "50%"'
 
@@ -29,20 +39,20 @@ def parse_disksize(value: object) -> int | float:
 
 
 FIELDS: dict[str, Field] = {
-    "movable": schema.boolean(True, "false: zsmalloc before Linux v4.8 (unmovable zspages)"),
+    "movable": boolean_field(True, "false: zsmalloc before Linux v4.8 (unmovable zspages)"),
     "disksize": Field(parse_disksize, None, DISKSIZE_EXPECTED,
                       "the swap device's size (default: half of memory)"),
-    "mem_limit": schema.size(0, "most memory the pool may use (0: no limit), as /sys/block/zram0/mem_limit"),
-    "compression_ratio": schema.number(3.0, "page size / median compressed size", minimum=1.0, maximum=100.0),
-    "zero_fraction": schema.percent(0.05, "share of swapped pages that are zero-filled (stored as a flag)"),
-    "priority": schema.integer(100, "swap priority (swapon -p); higher is used first", minimum=-1,
+    "mem_limit": size_field(0, "most memory the pool may use (0: no limit), as /sys/block/zram0/mem_limit"),
+    "compression_ratio": number_field(3.0, "page size / median compressed size", minimum=1.0, maximum=100.0),
+    "zero_fraction": percent_field(0.05, "share of swapped pages that are zero-filled (stored as a flag)"),
+    "priority": integer_field(100, "swap priority (swapon -p); higher is used first", minimum=-1,
                                maximum=32767),
-    "seed": schema.integer(None, "seed of the compressibility model (default: from the scenario's seed)",
+    "seed": integer_field(None, "seed of the compressibility model (default: from the scenario's seed)",
                            minimum=0),
-    "swap": schema.boolean(True, "register as the machine's swap device (swapon)"),
+    "swap": boolean_field(True, "register as the machine's swap device (swapon)"),
 }
 
-_validate = schema.validator(FIELDS)
+_validate = table_validator(FIELDS)
 
 
 def validate_options(options: Mapping[str, Any]) -> dict[str, Any]:

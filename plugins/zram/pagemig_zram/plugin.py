@@ -6,10 +6,11 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from pagemig import hookimpl
-from pagemig.driver import DriverInfo
+from pagemig.api import CommandInfo, DriverInfo, hookimpl, package_scenarios
 from pagemig_zram.driver import ZramDevice
 from pagemig_zram.options import validate_options
+
+PAGEMIG_API_VERSION = "1.0"  # the pagemig.api this plugin is written for (checked at discovery)
 
 
 def zram_compact_validate(args: Sequence[str]) -> None:
@@ -37,8 +38,6 @@ def pagemig_register_drivers(register: Callable[[Any], None]) -> None:
 
 @hookimpl
 def pagemig_register_commands(register: Callable[[Any], None]) -> None:
-    from pagemig.sim.commands import CommandInfo
-
     register(CommandInfo(
         name="zram_compact",
         handler=zram_compact_handler,
@@ -51,7 +50,5 @@ def pagemig_register_commands(register: Callable[[Any], None]) -> None:
 
 @hookimpl
 def pagemig_register_scenarios(register: Callable[[Any], None]) -> None:
-    from pagemig.sim.scenario import package_scenarios
-
     for info in package_scenarios("pagemig_zram"):
         register(info)

@@ -19,7 +19,7 @@ What is kept and how (pages are arrays, not objects):
   while the object is mapped);
 * each page of a zspage carries, as its content token, a mix of its zspage identity and
   the objects that overlap it, updated as objects come and go; the driver keeps the
-  same token in its :class:`~pagemig.mm.owner.PageSet`, so the checker catches a
+  same token in its :class:`~pagemig.api.PageSet`, so the checker catches a
   migration that forgets to copy a page, and :meth:`ZsPool.verify` recomputes every
   page's token from the objects to catch bookkeeping that drifted;
 * fullness lists keep the kernel's order exactly: ``insert_zspage`` puts a zspage at
@@ -44,13 +44,22 @@ from typing import TYPE_CHECKING, Literal
 import attrs
 import numpy as np
 
-from pagemig.mm.movable import EAGAIN, EBUSY, MIGRATEPAGE_SUCCESS, MigrateMode, clear_movable, set_movable
-from pagemig.mm.owner import PageSet
-from pagemig.mm.pages import PAGE_SHIFT, PAGE_SIZE, Page, copy_page
+from pagemig.api import (
+    EAGAIN,
+    EBUSY,
+    MIGRATEPAGE_SUCCESS,
+    PAGE_SHIFT,
+    PAGE_SIZE,
+    MigrateMode,
+    Page,
+    PageSet,
+    clear_movable,
+    copy_page,
+    set_movable,
+)
 
 if TYPE_CHECKING:
-    from pagemig.mm.machine import Machine
-    from pagemig.mm.movable import MovableOperations
+    from pagemig.api import Machine, MovableOperations
 
 # ------------------------------------------------------------------ v4.8 constants (64-bit)
 ZS_MAX_ZSPAGE_ORDER = 2
