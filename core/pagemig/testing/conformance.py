@@ -347,6 +347,29 @@ class DriverConformance:
             raise ConformanceError("exerciser", f"release() said it freed {freed} pages but the driver still "
                                    f"holds {left} (it held {held})", driver=driver.name, plugin=driver.plugin)
 
+    def test_populate_after_a_release_that_isolated_pages_held_up(self) -> None:
+        """The sequence that found a bug by chance in the random test, replayed for every
+        driver: isolate some pages, release everything (the isolated ones must stay),
+        put them back, populate again: populate adds pages (never a negative count, never
+        fewer pages held than before) and every page stays accounted for."""
+        machine, driver = self.populated()
+        isolated = self.isolate_all(machine, driver, "isolate_page of two idle pages", limit=2)
+        held = len(vm.driver_pages(machine, driver.owner_id))
+        with guard(machine, driver, "release while pages are isolated"):
+            call_count(driver, "release", held)
+        assert_no_page_lost(machine, driver, allow_isolated=True, when="after a release with pages isolated")
+        with guard(machine, driver, "putback_page"):
+            vm.putback(machine, isolated)
+        before = len(vm.driver_pages(machine, driver.owner_id))
+        with guard(machine, driver, "populate after the putback"):
+            added = call_count(driver, "populate", 1)
+        after = len(vm.driver_pages(machine, driver.owner_id))
+        if after < before:
+            raise ConformanceError("exerciser", f"populate(1) after a release that isolated pages held up left "
+                                   f"the driver holding {after} pages, fewer than the {before} before it "
+                                   f"(it answered {added})", driver=driver.name, plugin=driver.plugin)
+        assert_no_page_lost(machine, driver, when="after populate")
+
     def test_isolate_then_putback_leaves_driver_as_it_was(self) -> None:
         """isolate_page + putback_page is a no-op for the driver, and the page can be isolated again."""
         machine, driver = self.populated()

@@ -446,16 +446,22 @@ class BalloonDriver(Driver):
 
     # ----------------------------------------------------------------- the conformance kit's exerciser
     def populate(self, n: int) -> int:
-        """Inflate by ``n`` pages (the host asks for ``n`` more); returns the pages added."""
+        """Inflate by ``n`` pages (the host asks for ``n`` more); returns the pages added.
+
+        "More" is counted from the balloon's actual size (virtio's ``actual``, which the
+        guest reports back), not from the last target: after a release that compaction's
+        isolated pages held up, the target lies below the balloon, and ``target + n``
+        would still be a deflation (populate returned -1 here)."""
         before = len(self.pages)
-        self.set_target_pages(min(self.target_pages + n, self.guest_pages))
+        self.set_target_pages(min(self.num_pages + n, self.guest_pages))
         self.run_to_target(max_attempts=2)
         return len(self.pages) - before
 
     def release(self, n: int) -> int:
-        """Deflate by ``n`` pages; isolated pages stay (the kernel skips them too)."""
+        """Deflate by ``n`` pages, counted from the balloon's actual size as populate counts;
+        isolated pages stay (the kernel skips them too), so fewer may go."""
         before = len(self.pages)
-        self.set_target_pages(max(self.target_pages - n, 0))
+        self.set_target_pages(max(self.num_pages - n, 0))
         self.run_to_target(max_attempts=2)
         return before - len(self.pages)
 
