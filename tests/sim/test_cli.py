@@ -145,3 +145,19 @@ def test_same_seed_gives_the_same_file(invoke, tmp_path: Path) -> None:  # type:
                "timeline.0.at=5s", "--quiet", "--json", str(tmp_path / f"{i}.json"))
         docs.append(json.loads((tmp_path / f"{i}.json").read_text()))
     assert json.dumps(without_timings(docs[0])) == json.dumps(without_timings(docs[1]))
+
+
+@pytest.mark.parametrize(("table", "warned"), [("[drivers.toy]\n", True), ("[drivers.toy]\npages = 64\n", False)])
+def test_a_driver_that_never_holds_a_page_is_named_in_one_line(invoke, write, small_toml, tmp_path, table,
+                                                               warned) -> None:
+    """A driver added by --set or a copied table, with nothing in the scenario to make it
+    allocate, says so once on stderr; one that holds pages does not."""
+    out = tmp_path / "r.json"
+    result = invoke("run", str(write(small_toml + table)), "-q", "--json", str(out), "--log-format", "json")
+    assert result.exit_code == 0, result.output
+    err = result.stderr if hasattr(result, "stderr") else result.output
+    lines = [json.loads(line) for line in err.splitlines() if "driver_held_no_pages" in line]
+    assert len(lines) == (1 if warned else 0), err
+    if warned:
+        assert lines[0]["driver"] == "toy" and lines[0]["level"] == "warning"
+        assert json.loads(out.read_text())["drivers"]["toy"]["pages"] == 0

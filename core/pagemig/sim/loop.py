@@ -35,7 +35,7 @@ from pagemig.driver import Driver
 from pagemig.hookspecs import hookimpl
 from pagemig.mm.invariants import check
 from pagemig.mm.movable import DriverError
-from pagemig.mm.pages import PAGE_SIZE
+from pagemig.mm.pages import PAGE_SIZE, PageKind
 from pagemig.mm.vmscan import background_tick
 from pagemig.mm.vmstat import free_state, vmstat_items
 from pagemig.sim.observe import pageblock_map, usage_pages
@@ -145,6 +145,7 @@ class Run:
         self.machine.movable.on_driver_error = scenario.on_driver_error
         self.machine.hook = host.hook  # compaction's policy hooks find it here
         self.drivers: dict[str, Driver] = {}
+        self._drivers_seen_holding: set[str] = set()  # drivers that held pages at some sample
         self.workloads: dict[str, Workload] = {}
         self._specs: dict[str, WorkloadSpec] = {}
         self._active: list[str] = []
@@ -209,8 +210,23 @@ class Run:
                        for w in self.workloads.values() for p in w.probes()},
         }
         self.samples.append(s)
+        owners, kinds = m.pages.owner, m.pages.kind
+        for name, d in self.drivers.items():  # (a free page's owner column holds its migratetype)
+            if name not in self._drivers_seen_holding and np.any((owners == d.owner_id) & (kinds != PageKind.FREE)):
+                self._drivers_seen_holding.add(name)
         self.timings["samples_s"] += time.perf_counter() - t0
         return s
+
+    def _warn_idle_drivers(self) -> None:
+        """One line for each loaded driver that held no page at any sample: something
+        (`--set drivers.NAME...`, a copied scenario) loaded it, but nothing in the scenario
+        made it allocate, so the run says nothing about it."""
+        for name in self.drivers:
+            if name not in self._drivers_seen_holding:
+                log.warning("driver_held_no_pages", driver=name,
+                            hint=f"nothing in this scenario makes {name} take pages: add the timeline command "
+                                 "or workload that drives it (pagemig plugins lists what its plugin "
+                                 "provides; docs/writing-a-driver.md, 'A driver in a shipped scenario')")
 
     # ---------------------------------------------------------------- set-up
     def _setup(self) -> None:
@@ -339,6 +355,7 @@ class Run:
         self.observer.close()
         if self.samples[-1]["time_s"] < self.machine.now:
             self.sample("end")
+        self._warn_idle_drivers()
         self.maps["end"] = pageblock_map(self.machine)
         self.timings["loop_s"] = time.perf_counter() - t_loop
         t0 = time.perf_counter()
