@@ -35,12 +35,32 @@ class RunFailed(click.ClickException):
     exit_code = EXIT_RUN_FAILED
 
 
+def _check_output(option: str, dest: str | None, directory: bool = False) -> None:
+    """Refuse an output path that cannot be written before the work starts (exit 2, one line)."""
+    from pagemig.outputs import OutputPathError, check_output_dir, check_output_path
+
+    if not dest or dest == "-":
+        return
+    try:
+        if directory:
+            check_output_dir(option, dest)
+        else:
+            check_output_path(option, dest)
+    except OutputPathError as e:
+        raise BadInput(str(e)) from None
+
+
 def _write_json(dest: str, payload: dict[str, Any]) -> None:
+    from pagemig.outputs import OutputPathError, atomic_write_text
+
     text = json.dumps(payload, indent=2, sort_keys=True, default=_json_default) + "\n"
     if dest == "-":
         click.echo(text, nl=False)
     else:
-        Path(dest).write_text(text)
+        try:
+            atomic_write_text(dest, text)
+        except OutputPathError as e:
+            raise BadInput(str(e)) from None
 
 
 def _json_default(o: Any) -> Any:
@@ -69,7 +89,7 @@ def snapshot_group() -> None:
 
 
 @snapshot_group.command("capture")
-@click.argument("directory", type=click.Path(file_okay=False))
+@click.argument("directory", type=click.Path())
 @click.option("--compress", type=click.Choice(["xz", "gz", "none"]), default="xz", show_default=True,
               help="How to compress kpageflags and kpagecount.")
 @click.option("--proc", default="/proc", show_default=True, hidden=True, help="Where /proc is (for tests).")
@@ -77,6 +97,7 @@ def capture_cmd(directory: str, compress: str, proc: str) -> None:
     """Save this machine's buddyinfo, pagetypeinfo, zoneinfo, vmstat and kpageflags (root)."""
     from pagemig.snapshot.capture import CaptureError, capture
 
+    _check_output("capture", directory, directory=True)
     try:
         d = capture(directory, proc=proc, compress=compress)
     except CaptureError as e:
@@ -91,6 +112,7 @@ def show_cmd(directory: str, json_out: str | None) -> None:
     """Print what a snapshot holds and how its import checks against buddyinfo and pagetypeinfo."""
     from pagemig.snapshot.render import render_show, report_json
 
+    _check_output("--json", json_out)
     snap, state = _load(directory)
     if json_out != "-":
         click.echo(render_show(snap, state))
@@ -125,6 +147,7 @@ def compact_cmd(directory: str, json_out: str | None) -> None:
     from pagemig.oracle.compare import unusable_index
     from pagemig.snapshot.simulate import simulate_compact_memory
 
+    _check_output("--json", json_out)
     _snap, state = _load(directory)
     sim = simulate_compact_memory(state)
     if json_out != "-":
@@ -173,7 +196,7 @@ def oracle_check_cmd() -> None:
 @click.argument("workload")
 @click.option("--mem", default="1024M", show_default=True, help="Guest memory (UML mem=).")
 @click.option("--json", "json_out", metavar="FILE", help="Write the comparison as JSON ('-': stdout).")
-@click.option("--keep", "keep", type=click.Path(file_okay=False), metavar="DIR",
+@click.option("--keep", "keep", type=click.Path(), metavar="DIR",
               help="Keep the run (snapshots before/ and after/, console log) in DIR.")
 @click.option("--timeout", default=600.0, show_default=True, help="Seconds before the guest is killed.")
 @click.option("--set", "params", multiple=True, metavar="NAME=VALUE",
@@ -199,6 +222,8 @@ def oracle_run_cmd(workload: str, mem: str, json_out: str | None, keep: str | No
         if not eq or not name.isidentifier():
             raise BadInput(f"--set {p!r}: expected NAME=VALUE")
         overrides[name] = value
+    _check_output("--json", json_out)
+    _check_output("--keep", keep, directory=True)
     run_dir = Path(keep) if keep else None
     try:
         run = run_guest(workload, mem=mem, timeout=timeout, run_dir=run_dir, params=overrides)
