@@ -71,13 +71,13 @@ def _json_default(o: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
-def _load(directory: str) -> tuple[Any, Any]:
+def _load(directory: str, allow_partial: bool = False) -> tuple[Any, Any]:
     """Load and import a snapshot, turning format errors into exit code 2."""
     from pagemig.snapshot.importer import import_snapshot
     from pagemig.snapshot.model import load_snapshot
 
     try:
-        snap = load_snapshot(directory)
+        snap = load_snapshot(directory, allow_partial=allow_partial)
         return snap, import_snapshot(snap)
     except SnapshotFormatError as e:
         raise BadInput(str(e)) from e
@@ -105,15 +105,22 @@ def capture_cmd(directory: str, compress: str, proc: str) -> None:
     click.echo(f"captured {d}: " + ", ".join(sorted(p.name for p in d.iterdir())))
 
 
+ALLOW_PARTIAL = click.option(
+    "--allow-partial", is_flag=True,
+    help="Import a kpageflags that shows fewer pfns of a zone than it manages; the rest is inferred "
+         "from buddyinfo and vmstat, and the report says how much.")
+
+
 @snapshot_group.command("show")
 @click.argument("directory")
 @click.option("--json", "json_out", metavar="FILE", help="Also write the import report as JSON ('-': stdout).")
-def show_cmd(directory: str, json_out: str | None) -> None:
+@ALLOW_PARTIAL
+def show_cmd(directory: str, json_out: str | None, allow_partial: bool) -> None:
     """Print what a snapshot holds and how its import checks against buddyinfo and pagetypeinfo."""
     from pagemig.snapshot.render import render_show, report_json
 
     _check_output("--json", json_out)
-    snap, state = _load(directory)
+    snap, state = _load(directory, allow_partial)
     if json_out != "-":
         click.echo(render_show(snap, state))
     if json_out:
@@ -122,12 +129,13 @@ def show_cmd(directory: str, json_out: str | None) -> None:
 
 @snapshot_group.command("import")
 @click.argument("directory")
-def import_cmd(directory: str) -> None:
+@ALLOW_PARTIAL
+def import_cmd(directory: str, allow_partial: bool) -> None:
     """Import a snapshot into a simulated machine and check every page is accounted for."""
     from pagemig.mm.invariants import check
     from pagemig.snapshot.simulate import build_machine
 
-    snap, state = _load(directory)
+    snap, state = _load(directory, allow_partial)
     machine = build_machine(state)
     rep = check(machine)
     click.echo(f"imported {snap.source}: {state.nr_pfns} pages, {len(state.free_pfns)} free blocks, "
@@ -142,15 +150,19 @@ def import_cmd(directory: str) -> None:
 @snapshot_group.command("compact")
 @click.argument("directory")
 @click.option("--json", "json_out", metavar="FILE", help="Write 'compactions' and 'vmstat' as JSON ('-': stdout).")
-def compact_cmd(directory: str, json_out: str | None) -> None:
+@ALLOW_PARTIAL
+def compact_cmd(directory: str, json_out: str | None, allow_partial: bool) -> None:
     """Import a snapshot, run full compaction on it (echo 1 > /proc/sys/vm/compact_memory)."""
     from pagemig.oracle.compare import unusable_index
+    from pagemig.snapshot.render import coverage_json, coverage_lines
     from pagemig.snapshot.simulate import simulate_compact_memory
 
     _check_output("--json", json_out)
-    _snap, state = _load(directory)
+    snap, state = _load(directory, allow_partial)
     sim = simulate_compact_memory(state)
     if json_out != "-":
+        for line in coverage_lines(snap):
+            click.echo(line)
         for zone in sim.before:
             b, a = sim.before[zone], sim.after[zone]
             click.echo(f"zone {zone}: free blocks per order")
@@ -166,7 +178,8 @@ def compact_cmd(directory: str, json_out: str | None) -> None:
                    + (f", {sim.simulated_seconds:.3f} s simulated" if sim.simulated_seconds is not None else ""))
     if json_out:
         _write_json(json_out, {"compactions": [dict(sim.record)], "vmstat": dict(sim.vmstat),
-                               "seconds": sim.seconds, "simulated_seconds": sim.simulated_seconds})
+                               "seconds": sim.seconds, "simulated_seconds": sim.simulated_seconds,
+                               "coverage": coverage_json(snap)})
 
 
 @click.group("oracle")

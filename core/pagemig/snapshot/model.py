@@ -34,6 +34,7 @@ from pagemig.snapshot.parse import (
     parse_vmstat,
     parse_zoneinfo,
 )
+from pagemig.snapshot.validate import ZoneCoverage, check_coverage, check_flag_words, coverage
 
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = "pagemig-snapshot"
@@ -134,8 +135,12 @@ def load_manifest(directory: Path) -> dict[str, Any] | None:
     return m
 
 
-def load_snapshot(directory: str | Path) -> Snapshot:
-    """Read and parse a snapshot directory; raise :class:`SnapshotFormatError` on bad input."""
+def load_snapshot(directory: str | Path, *, allow_partial: bool = False) -> Snapshot:
+    """Read and parse a snapshot directory; raise :class:`SnapshotFormatError` on bad input.
+
+    ``allow_partial``: accept a kpageflags that shows fewer pfns of a zone than the zone
+    manages (the importer then infers the rest; :mod:`pagemig.snapshot.validate`).
+    """
     d = Path(directory)
     if not d.is_dir():
         raise SnapshotFormatError(str(d), "a snapshot directory", got="no such directory")
@@ -183,7 +188,22 @@ def load_snapshot(directory: str | Path) -> Snapshot:
             )
     if not any(z.populated for z in zones):
         raise SnapshotFormatError(str(paths["zoneinfo"]), "at least one populated zone (with start_pfn)")
-    return Snapshot(
+    snap = Snapshot(
         source=d, buddyinfo=buddy, zoneinfo=zones, kpageflags=flags, pagetypeinfo=pti,
         vmstat=vm, kpagecount=count, kernel=kernel, page_size=page_size, manifest=manifest,
     )
+    validate(snap, {k: str(v) for k, v in paths.items()}, allow_partial)
+    return snap
+
+
+def zone_coverage(snap: Snapshot) -> tuple[ZoneCoverage, ...]:
+    """How much of each populated zone the snapshot's kpageflags shows."""
+    return coverage([(z.name, z.start_pfn or 0, z.spanned, z.managed) for z in snap.populated_zones],
+                    len(snap.kpageflags))
+
+
+def validate(snap: Snapshot, files: Mapping[str, str], allow_partial: bool) -> None:
+    """The checks of :mod:`pagemig.snapshot.validate`, on a parsed snapshot, naming its files."""
+    kpf = files.get("kpageflags", "kpageflags")
+    check_coverage(zone_coverage(snap), snap.nr_pfns, len(snap.kpageflags), kpf, allow_partial)
+    check_flag_words(snap.kpageflags, kpf)

@@ -1,0 +1,164 @@
+"""What a snapshot's files must say before it may be imported: words a kernel writes,
+enough of them, and files that describe one machine at one moment.
+
+The importer infers what the files leave out (the free blocks of an unseen tail, page
+kinds from vmstat, pageblock types); inference is only honest when what it starts from
+is real.  So three things are refused here, each with the file(s) and figures:
+
+* **Flag words no 6.1 kernel writes** (fs/proc/page.c ``stable_page_flags``): a bit
+  above ``KPF_ARCH_2`` (41), or BUDDY together with LRU or SLAB (a page in the buddy
+  allocator is on no LRU list and belongs to no slab; the kernel clears both before it
+  frees a page).  Random bytes fail this at once.
+* **A kpageflags that covers too little.**  Every kernel dumps at least the pfns it
+  manages: User-Mode Linux's dump stops exactly ``spanned - managed`` pfns short of its
+  zone's end (docs/fidelity.md, "The unseen tail"), a native kernel dumps the whole span.
+  So a zone of which kpageflags shows fewer pfns than the zone has managed pages is
+  refused unless the caller allows a partial import, and then the share inferred is
+  reported (:func:`coverage`).
+* **Files that disagree** beyond what reading a live machine one file after another
+  explains (:func:`check_consistency`).
+
+The tolerance for live drift is ``max(one pageblock, 2 % of the zone's free pages)``:
+measured, the files of one capture move far less (pagetypeinfo against buddyinfo: at
+most 63 of 816,000 free pages on a live 6.18 machine read 150 times, 0 on every
+committed fixture; zoneinfo against vmstat: at most 155 of 88,395 pages on the fixtures;
+kpageflags against buddyinfo, which are read further apart: 0.5 % and 1.0 %), while
+files of two different captures of one guest size differ by 11 % or more.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import attrs
+import numpy as np
+
+from pagemig.snapshot.parse import KPF, PageTypeInfo, SnapshotFormatError, kpf_mask, kpf_names
+
+#: The highest bit fs/proc/page.c of Linux 6.1 sets (KPF_ARCH_2).
+KPF_HIGHEST_61 = int(KPF.ARCH_2)
+#: Pfns in one memory section on x86-64 (SECTION_SIZE_BITS 27): kpageflags runs to
+#: max_pfn rounded up to a section (fs/proc/page.c ``get_max_dump_pfn``), not past it.
+PAGES_PER_SECTION = 1 << 15
+#: Live drift allowed between two files of one capture, as a share of the free pages.
+LIVE_DRIFT_SHARE = 0.02
+
+
+def live_tolerance(free_pages: int, pageblock_order: int) -> int:
+    """Pages two files of one live capture may disagree by (see the module docstring)."""
+    return max(1 << pageblock_order, int(LIVE_DRIFT_SHARE * free_pages))
+
+
+def check_flag_words(flags: np.ndarray, file: str) -> None:
+    """Refuse kpageflags words no 6.1 kernel writes, naming the first pfn and how many."""
+    high = flags >> np.uint64(KPF_HIGHEST_61 + 1)
+    buddy = (flags & kpf_mask(KPF.BUDDY)) != 0
+    both = buddy & ((flags & kpf_mask(KPF.LRU, KPF.SLAB)) != 0)
+    for bad, what in ((high != 0, f"no bit above {KPF_HIGHEST_61} (KPF_ARCH_2, the highest Linux 6.1 writes)"),
+                      (both, "BUDDY never together with LRU or SLAB (a free page is on no LRU list and in no slab)")):
+        idx = np.flatnonzero(bad)
+        if len(idx):
+            pfn = int(idx[0])
+            word = int(flags[pfn])
+            raise SnapshotFormatError(
+                file, f"flag words as a kernel writes them: {what}",
+                got=f"pfn {pfn:#x} = {word:#018x} ({'|'.join(kpf_names(word))})"
+                    + (f" and {len(idx) - 1} more such words" if len(idx) > 1 else ""))
+
+
+@attrs.frozen
+class ZoneCoverage:
+    """How much of one zone kpageflags shows; ``unseen`` pfns are inferred by the importer."""
+
+    zone: str
+    spanned: int
+    managed: int
+    seen: int
+
+    @property
+    def unseen(self) -> int:
+        return self.spanned - self.seen
+
+    @property
+    def short(self) -> bool:
+        """Fewer pfns shown than the zone manages: more missing than any kernel leaves out."""
+        return self.seen < self.managed
+
+
+def coverage(zones: Sequence[tuple[str, int, int, int]], nr_words: int) -> tuple[ZoneCoverage, ...]:
+    """Per zone (name, start_pfn, spanned, managed): how many of its pfns ``nr_words`` words show."""
+    return tuple(ZoneCoverage(name, spanned, managed, max(0, min(start + spanned, nr_words) - start))
+                 for name, start, spanned, managed in zones)
+
+
+def check_coverage(cov: Sequence[ZoneCoverage], nr_pfns: int, nr_words: int, file: str,
+                   allow_partial: bool) -> None:
+    """Refuse a kpageflags shorter than the zones manage (unless allowed) or longer than
+    any kernel of that machine would write."""
+    limit = -(-nr_pfns // PAGES_PER_SECTION) * PAGES_PER_SECTION
+    if nr_words > limit:
+        raise SnapshotFormatError(
+            file, f"at most {limit} words (the zones end at pfn {nr_pfns:#x}; a kernel dumps up to max_pfn "
+                  "rounded up to a memory section): a kpageflags from a larger machine?",
+            got=f"{nr_words} words")
+    short = [c for c in cov if c.short]
+    if short and not allow_partial:
+        c = short[0]
+        raise SnapshotFormatError(
+            file, f"words for at least the {c.managed} pages zone {c.zone} manages (of {c.spanned} it spans), "
+                  "or --allow-partial to infer the rest from buddyinfo and vmstat",
+            got=f"{c.seen} of them ({c.unseen} pfns, {c.unseen / max(1, c.spanned):.1%} of the zone, unseen)")
+
+
+def partial_report(cov: Sequence[ZoneCoverage]) -> list[dict[str, object]]:
+    """The JSON form of the coverage: what an import of this snapshot infers rather than reads."""
+    return [{"zone": c.zone, "spanned": c.spanned, "managed": c.managed, "seen": c.seen, "unseen": c.unseen,
+             "unseen_share": round(c.unseen / max(1, c.spanned), 6),
+             "beyond_unmanaged": max(0, c.managed - c.seen)} for c in cov]
+
+
+# --- cross-file consistency --------------------------------------------------------------
+
+
+def _pages(counts: Sequence[int]) -> int:
+    return sum(n << o for o, n in enumerate(counts))
+
+
+def check_pagetypeinfo_buddyinfo(pti: PageTypeInfo, buddy: Mapping[tuple[int, str], Sequence[int]],
+                                 pti_file: str, buddy_file: str) -> None:
+    """Per zone and order, pagetypeinfo's free blocks summed over migratetypes are buddyinfo's.
+
+    The difference is counted in pages (``sum |delta_o| * 2^o``) and must stay within the
+    live tolerance.  A count pagetypeinfo printed as ``>100000`` is a floor: it only
+    counts where the floor already exceeds buddyinfo.
+    """
+    for (node, zone), b in buddy.items():
+        per_type = pti.zone_free(node, zone)
+        if not per_type:
+            continue
+        total = [0] * len(b)
+        capped = [False] * len(b)
+        for t, counts in per_type.items():
+            for o, n in enumerate(counts[:len(b)]):
+                total[o] += n
+                capped[o] |= (node, zone, t, o) in pti.capped
+        delta = [(max(0, p - q) if c else abs(p - q)) for p, q, c in zip(total, b, capped, strict=True)]
+        moved = _pages(delta)
+        tol = live_tolerance(_pages(b), pti.pageblock_order)
+        if moved > tol:
+            raise SnapshotFormatError(
+                pti_file, f"free blocks per order that sum, over migratetypes, to {buddy_file}'s for node {node} "
+                          f"zone {zone} within {tol} pages (what a live machine moves between the reads)",
+                got=f"{' '.join(map(str, total))} against {' '.join(map(str, b))}: {moved} pages apart; "
+                    "files from different captures?")
+
+
+def check_zoneinfo_vmstat(zone_free: int, nr_free_pages: int, pageblock_order: int,
+                          zoneinfo_file: str, vmstat_file: str) -> None:
+    """zoneinfo's free pages, summed over the zones, are vmstat's ``nr_free_pages``."""
+    tol = live_tolerance(zone_free, pageblock_order)
+    if abs(zone_free - nr_free_pages) > tol:
+        raise SnapshotFormatError(
+            vmstat_file, f"nr_free_pages within {tol} pages of the {zone_free} free pages {zoneinfo_file} counts "
+                         "(what a live machine moves between the reads)",
+            got=f"{nr_free_pages} ({abs(zone_free - nr_free_pages)} pages apart; files from different captures?)")
