@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import lzma
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -131,3 +132,72 @@ def test_partial_kpageflags_in_a_scenario_is_a_scenario_error(frag128: Path, tmp
 
     with pytest.raises(ScenarioError, match=r"machine\.snapshot.*125 of them"):
         parse_scenario(f'duration = "3s"\n[machine]\nsnapshot = "{d}"\n', get_plugin_host(autoload=False))
+
+
+# --- files from different captures ---------------------------------------------------------
+
+
+def _free_pages(buddyinfo_line_counts: list[int]) -> int:
+    return sum(n << o for o, n in enumerate(buddyinfo_line_counts))
+
+
+@pytest.mark.parametrize("other", ["uml-zram-128M/before", "uml-zram-128M/after", "uml-frag-128M/after"])
+def test_a_pagetypeinfo_from_another_capture_is_refused(frag128: Path, tmp_path: Path, other: str) -> None:
+    d = copy_without_manifest(frag128, tmp_path / "s")
+    shutil.copy(FIXTURES / other / "pagetypeinfo", d / "pagetypeinfo")
+    with pytest.raises(SnapshotFormatError) as exc:
+        load_snapshot(d)
+    msg = str(exc.value)
+    assert msg.startswith(f"{d / 'pagetypeinfo'}: expected free blocks per order") and str(d / "buddyinfo") in msg
+    assert "4069 4254 29 53 33 6 2 2 3 2 4" in msg  # buddyinfo's counts, as the file has them
+    r = CliRunner().invoke(snapshot_group, ["show", str(d)])
+    assert r.exit_code == 2 and len(r.output.strip().splitlines()) == 1 and "Traceback" not in r.output
+
+
+def test_vmstat_and_zoneinfo_from_another_capture_are_refused(frag128: Path, zram128: Path, tmp_path: Path) -> None:
+    d = copy_without_manifest(frag128, tmp_path / "v")
+    shutil.copy(zram128 / "vmstat", d / "vmstat")
+    with pytest.raises(SnapshotFormatError, match=r"vmstat: expected nr_free_pages within 1024 pages of the "
+                                                  r"20109 free pages .*zoneinfo counts over all zones.*'18028"):
+        load_snapshot(d)
+    d = copy_without_manifest(frag128, tmp_path / "z")
+    shutil.copy(zram128 / "zoneinfo", d / "zoneinfo")
+    with pytest.raises(SnapshotFormatError, match=r"zoneinfo: expected node 0 zone Normal's pages free within "
+                                                  r"1024 pages of the 20109 free pages .*buddyinfo"):
+        load_snapshot(d)
+
+
+def test_live_drift_within_a_pageblock_is_accepted(frag128: Path, tmp_path: Path) -> None:
+    # 128 MiB, pageblock order 10: the tolerance is max(1024 pages, 2% of ~20,000) = 1024
+    d = copy_without_manifest(frag128, tmp_path / "s")
+    text = (d / "buddyinfo").read_text()
+    head, counts = text.split("Normal")
+    nums = [int(x) for x in counts.split()]
+    assert _free_pages(nums) == 20109
+    for extra, ok in ((1024, True), (1025, False)):
+        moved = [nums[0] + extra, *nums[1:]]
+        (d / "buddyinfo").write_text(f"{head}Normal " + " ".join(f"{n:6d}" for n in moved) + " \n")
+        if ok:
+            load_snapshot(d)
+        else:
+            with pytest.raises(SnapshotFormatError, match="1025 pages apart"):
+                load_snapshot(d)
+
+
+def test_a_capped_pagetypeinfo_count_is_a_floor() -> None:
+    from pagemig.snapshot.parse import parse_pagetypeinfo
+    from pagemig.snapshot.validate import check_pagetypeinfo_buddyinfo
+
+    def pti(movable0: str):  # type: ignore[no-untyped-def]
+        return parse_pagetypeinfo(
+            "Page block order: 9\nPages per block:  512\n\n"
+            "Free pages count per migrate type at order 0 1\n"
+            f"Node    0, zone   Normal, type      Movable {movable0} 0\n\n"
+            "Number of blocks type     Unmovable      Movable\nNode 0, zone   Normal 0 300\n")
+
+    buddy = {(0, "Normal"): (150000, 0)}
+    check_pagetypeinfo_buddyinfo(pti(">100000"), buddy, "pagetypeinfo", "buddyinfo")  # 100000 is a floor
+    with pytest.raises(SnapshotFormatError, match="50000 pages apart"):
+        check_pagetypeinfo_buddyinfo(pti("100000"), buddy, "pagetypeinfo", "buddyinfo")
+    with pytest.raises(SnapshotFormatError, match="50000 pages apart"):  # a floor above buddyinfo still counts
+        check_pagetypeinfo_buddyinfo(pti(">100000"), {(0, "Normal"): (50000, 0)}, "pagetypeinfo", "buddyinfo")

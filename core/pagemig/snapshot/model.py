@@ -34,7 +34,14 @@ from pagemig.snapshot.parse import (
     parse_vmstat,
     parse_zoneinfo,
 )
-from pagemig.snapshot.validate import ZoneCoverage, check_coverage, check_flag_words, coverage
+from pagemig.snapshot.validate import (
+    ZoneCoverage,
+    check_coverage,
+    check_flag_words,
+    check_free_pages,
+    check_pagetypeinfo_buddyinfo,
+    coverage,
+)
 
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = "pagemig-snapshot"
@@ -207,3 +214,18 @@ def validate(snap: Snapshot, files: Mapping[str, str], allow_partial: bool) -> N
     kpf = files.get("kpageflags", "kpageflags")
     check_coverage(zone_coverage(snap), snap.nr_pfns, len(snap.kpageflags), kpf, allow_partial)
     check_flag_words(snap.kpageflags, kpf)
+    # files that must describe one machine at one moment (within a live capture's drift)
+    buddy = {(b.node, b.zone): b.counts for b in snap.buddyinfo}
+    pti = snap.pagetypeinfo
+    pbo = pti.pageblock_order if pti else len(snap.buddyinfo[0].counts) - 1
+    bfile, zfile = files.get("buddyinfo", "buddyinfo"), files.get("zoneinfo", "zoneinfo")
+    if pti is not None:
+        check_pagetypeinfo_buddyinfo(pti, buddy, files.get("pagetypeinfo", "pagetypeinfo"), bfile)
+    for z in snap.populated_zones:
+        b = snap.buddy(z.node, z.name)
+        if b is not None:
+            check_free_pages(z.free, b.free_pages, pbo, zfile, f"node {z.node} zone {z.name}'s pages free",
+                             f"{bfile} counts in that zone")
+    if "nr_free_pages" in snap.vmstat:
+        check_free_pages(snap.vmstat["nr_free_pages"], sum(z.free for z in snap.zoneinfo), pbo,
+                         files.get("vmstat", "vmstat"), "nr_free_pages", f"{zfile} counts over all zones")

@@ -153,12 +153,12 @@ def check_pagetypeinfo_buddyinfo(pti: PageTypeInfo, buddy: Mapping[tuple[int, st
                     "files from different captures?")
 
 
-def check_zoneinfo_vmstat(zone_free: int, nr_free_pages: int, pageblock_order: int,
-                          zoneinfo_file: str, vmstat_file: str) -> None:
-    """zoneinfo's free pages, summed over the zones, are vmstat's ``nr_free_pages``."""
-    tol = live_tolerance(zone_free, pageblock_order)
-    if abs(zone_free - nr_free_pages) > tol:
+def check_free_pages(figure: int, reference: int, pageblock_order: int, file: str, what: str,
+                     reference_what: str) -> None:
+    """One file's count of free pages against another's (``what`` names the figure checked)."""
+    tol = live_tolerance(reference, pageblock_order)
+    if abs(figure - reference) > tol:
         raise SnapshotFormatError(
-            vmstat_file, f"nr_free_pages within {tol} pages of the {zone_free} free pages {zoneinfo_file} counts "
-                         "(what a live machine moves between the reads)",
-            got=f"{nr_free_pages} ({abs(zone_free - nr_free_pages)} pages apart; files from different captures?)")
+            file, f"{what} within {tol} pages of the {reference} free pages {reference_what} "
+                  "(what a live machine moves between the reads)",
+            got=f"{figure} ({abs(figure - reference)} pages apart; files from different captures?)")
