@@ -18,6 +18,7 @@ from pagemig.plugins import PluginHost
 def invoke(host: PluginHost, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Result]:
     """Run the CLI with the test host (built-ins and the toy plugin only)."""
     monkeypatch.setattr(cli_state, "get_plugin_host", lambda **kw: host)
+    monkeypatch.setattr(cli_state, "_HOSTS", {})  # a host cached by an earlier CLI call in this process
 
     def _invoke(*args: str) -> Result:
         return CliRunner().invoke(cli_mod.cli, list(args), catch_exceptions=False)

@@ -114,6 +114,7 @@ def test_new_file_gets_the_umask_mode(tmp_path: Path) -> None:
 def invoke(host: PluginHost, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Result]:
     """The CLI with the test host, and a run loop that fails the test if a run starts."""
     monkeypatch.setattr(cli_state, "get_plugin_host", lambda **kw: host)
+    monkeypatch.setattr(cli_state, "_HOSTS", {})  # neither use nor leave a host cached by another CLI call
 
     def no_run(*a: object, **kw: object) -> None:
         raise AssertionError("the run started before its output paths were checked")
