@@ -18,12 +18,17 @@ is real.  So three things are refused here, each with the file(s) and figures:
 * **Files that disagree** beyond what reading a live machine one file after another
   explains (:func:`check_consistency`).
 
-The tolerance for live drift is ``max(one pageblock, 2 % of the zone's free pages)``:
-measured, the files of one capture move far less (pagetypeinfo against buddyinfo: at
-most 63 of 816,000 free pages on a live 6.18 machine read 150 times, 0 on every
-committed fixture; zoneinfo against vmstat: at most 155 of 88,395 pages on the fixtures;
-kpageflags against buddyinfo, which are read further apart: 0.5 % and 1.0 %), while
-files of two different captures of one guest size differ by 11 % or more.
+Free pages are compared in total, never order by order: on a busy machine blocks merge
+and split between two reads (a live 128 MiB guest running zram: 6,268 pages apart
+order by order, 68 pages in total).  The tolerance for live drift is ``max(one
+pageblock, 5 % of the zone's free pages)``: measured, totals of one capture move less
+(at most 183 of 17,861 pages over 12 live UML captures; 63 of 816,000 on a live 6.18
+machine read 150 times; 155 of 88,395 between zoneinfo and vmstat on the committed
+fixtures; 27,742 of 1,358,615, 2.0 %, between zoneinfo and vmstat of a capture of that
+6.18 machine while it ran other test suites, the worst seen), while two captures of
+one guest size under different workloads differ by 1,843 pages (9 %) or more at
+128 MiB.  Two captures of one guest under one workload can agree as closely as a live
+capture does with itself; no total tells them apart.
 """
 
 from __future__ import annotations
@@ -41,7 +46,7 @@ KPF_HIGHEST_61 = int(KPF.ARCH_2)
 #: max_pfn rounded up to a section (fs/proc/page.c ``get_max_dump_pfn``), not past it.
 PAGES_PER_SECTION = 1 << 15
 #: Live drift allowed between two files of one capture, as a share of the free pages.
-LIVE_DRIFT_SHARE = 0.02
+LIVE_DRIFT_SHARE = 0.05
 
 
 def live_tolerance(free_pages: int, pageblock_order: int) -> int:
@@ -126,31 +131,34 @@ def _pages(counts: Sequence[int]) -> int:
 
 def check_pagetypeinfo_buddyinfo(pti: PageTypeInfo, buddy: Mapping[tuple[int, str], Sequence[int]],
                                  pti_file: str, buddy_file: str) -> None:
-    """Per zone and order, pagetypeinfo's free blocks summed over migratetypes are buddyinfo's.
+    """Per zone, the free pages of pagetypeinfo's blocks (all migratetypes and orders) are
+    buddyinfo's, within the live tolerance.
 
-    The difference is counted in pages (``sum |delta_o| * 2^o``) and must stay within the
-    live tolerance.  A count pagetypeinfo printed as ``>100000`` is a floor: it only
-    counts where the floor already exceeds buddyinfo.
+    Pages, not blocks per order: between two reads of a busy machine free blocks merge
+    and split, which moves counts between orders but conserves pages (a live 128 MiB
+    guest running zram: 6,268 pages apart order by order, 68 in total).  A count
+    pagetypeinfo printed as ``>100000`` is a floor: the zone's total is then one too.
     """
     for (node, zone), b in buddy.items():
         per_type = pti.zone_free(node, zone)
         if not per_type:
             continue
         total = [0] * len(b)
-        capped = [False] * len(b)
+        capped = False
         for t, counts in per_type.items():
             for o, n in enumerate(counts[:len(b)]):
                 total[o] += n
-                capped[o] |= (node, zone, t, o) in pti.capped
-        delta = [(max(0, p - q) if c else abs(p - q)) for p, q, c in zip(total, b, capped, strict=True)]
-        moved = _pages(delta)
-        tol = live_tolerance(_pages(b), pti.pageblock_order)
+                capped |= (node, zone, t, o) in pti.capped
+        have, want = _pages(total), _pages(b)
+        moved = max(0, have - want) if capped else abs(have - want)
+        tol = live_tolerance(want, pti.pageblock_order)
         if moved > tol:
             raise SnapshotFormatError(
-                pti_file, f"free blocks per order that sum, over migratetypes, to {buddy_file}'s for node {node} "
-                          f"zone {zone} within {tol} pages (what a live machine moves between the reads)",
-                got=f"{' '.join(map(str, total))} against {' '.join(map(str, b))}: {moved} pages apart; "
-                    "files from different captures?")
+                pti_file, f"free blocks holding, over all migratetypes and orders, the free pages {buddy_file} "
+                          f"counts for node {node} zone {zone} within {tol} pages (what a live machine moves "
+                          "between the reads)",
+                got=f"{have}{' or more' if capped else ''} pages against {want} ({moved} pages apart; per order "
+                    f"{' '.join(map(str, total))} against {' '.join(map(str, b))}): files from different captures?")
 
 
 def check_free_pages(figure: int, reference: int, pageblock_order: int, file: str, what: str,
