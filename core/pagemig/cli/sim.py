@@ -97,15 +97,40 @@ def run_options(f: Any) -> Any:
     f = click.option("--log-format", type=LOG_FORMATS, default=None,
                      help="Log format on stderr (also a `pagemig --log-format` option).")(f)
     f = click.option("--quiet", "-q", is_flag=True, help="No summary and no progress bar.")(f)
-    f = click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
+    f = click.option("--out", "out_dir", type=click.Path(), default=None,
                      help="Write result.json and the PNG figures into this directory.")(f)
-    f = click.option("--json", "json_path", type=click.Path(dir_okay=False, allow_dash=True), default=None,
+    f = click.option("--json", "json_path", type=click.Path(allow_dash=True), default=None,
                      help="Write the result as JSON to this file ('-' for stdout, which then holds only JSON).")(f)
     f = click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
                      help="Override a scenario key before validation (repeatable; dotted, globs allowed: "
                           "'drivers.*.movable=false').")(f)
     f = click.option("--seed", type=click.IntRange(min=0), default=None, help="Random seed (overrides the file's).")(f)
     return f
+
+
+@contextlib.contextmanager
+def _outputs() -> Iterator[None]:
+    """An output that cannot be written (checked up front, or failing later) is one line, exit 2."""
+    from pagemig.outputs import OutputPathError
+
+    try:
+        yield
+    except OutputPathError as exc:
+        raise ScenarioFailure(str(exc)) from None
+
+
+def _check_outputs(json_path: str | None, out_dir: str | None, json_parents: bool = True,
+                   figure: Path | None = None) -> None:
+    """Every path the command will write, refused before the run rather than after it."""
+    from pagemig.outputs import check_output_dir, check_output_path
+
+    with _outputs():
+        if json_path and json_path != "-":
+            check_output_path("--json", json_path, create_parents=json_parents)
+        if out_dir:
+            check_output_dir("--out", out_dir)
+        if figure is not None:
+            check_output_path("--figure", figure, create_parents=True)
 
 
 def _proc_names(values: tuple[str, ...]) -> list[str]:
@@ -158,19 +183,22 @@ def run_cmd(ctx: click.Context, scenario: str | None, seed: int | None, override
     proc_names = _proc_names(proc)
     if proc_names and json_path == "-":
         raise ScenarioFailure("--proc prints on stdout, which --json - keeps for the JSON alone")
+    _check_outputs(json_path, out_dir)
     sc = _load(host, scenario, overrides, seed)
     result = _execute(host, sc, quiet or json_path == "-", sc.name)
     doc = result.as_dict()
     if json_path == "-":
         click.echo(result.to_json(), nl=False)
     elif json_path:
-        result.write_json(json_path)
+        with _outputs():
+            result.write_json(json_path)
     written: list[Path] = []
     if out_dir:
         from pagemig.report.figures import write_figures
 
-        written.append(result.write_json(Path(out_dir) / "result.json"))
-        written += write_figures(result, out_dir)
+        with _outputs():
+            written.append(result.write_json(Path(out_dir) / "result.json"))
+            written += write_figures(result, out_dir)
     if not quiet and json_path != "-":
         from pagemig.report.tables import print_summary
 
@@ -234,7 +262,7 @@ def show_cmd(result_path: str, proc: tuple[str, ...], which: str) -> None:
 @click.argument("scenario", required=False)
 @click.option("--baseline", "baselines", multiple=True, required=True, metavar="KEY=VALUE",
               help="What the second run changes (repeatable), e.g. drivers.balloon.movable=false.")
-@click.option("--figure", "figure_path", type=click.Path(dir_okay=False), default=None,
+@click.option("--figure", "figure_path", type=click.Path(), default=None,
               help="Where to write the figure (default: compare-SCENARIO.png, or DIR/compare.png with --out).")
 @run_options
 @click.pass_context
@@ -250,8 +278,11 @@ def compare_cmd(ctx: click.Context, scenario: str | None, baselines: tuple[str, 
     state = _state(ctx)
     _relog(state, log_format)
     host = state.host
+    _check_outputs(json_path, out_dir, json_parents=False, figure=Path(figure_path) if figure_path else None)
     sc_a = _load(host, scenario, overrides, seed)
     sc_b = _load(host, scenario, overrides + baselines, seed)
+    if not figure_path and not out_dir:
+        _check_outputs(None, None, figure=Path(f"compare-{sc_a.name}.png"))
     label_a, label_b = "as given", "baseline: " + " ".join(baselines)
     a = _execute(host, sc_a, quiet, f"{sc_a.name} (as given)")
     b = _execute(host, sc_b, quiet, f"{sc_b.name} (baseline)")
@@ -259,12 +290,13 @@ def compare_cmd(ctx: click.Context, scenario: str | None, baselines: tuple[str, 
     from pagemig.report.compare import compare_rows, compare_table
     from pagemig.report.figures import write_compare_figure
 
-    if out_dir:
-        a.write_json(Path(out_dir) / "result-as-given.json")
-        b.write_json(Path(out_dir) / "result-baseline.json")
     fig = Path(figure_path) if figure_path else (Path(out_dir) / "compare.png" if out_dir
                                                  else Path(f"compare-{sc_a.name}.png"))
-    write_compare_figure(da, db, label_a, label_b, fig)
+    with _outputs():
+        if out_dir:
+            a.write_json(Path(out_dir) / "result-as-given.json")
+            b.write_json(Path(out_dir) / "result-baseline.json")
+        write_compare_figure(da, db, label_a, label_b, fig)
     if json_path:
         doc = {"scenario": sc_a.name, "seed": sc_a.seed, "baseline": list(baselines),
                "rows": [{"figure": k, "as_given": va, "baseline": vb} for k, va, vb in compare_rows(da, db)],
@@ -273,7 +305,10 @@ def compare_cmd(ctx: click.Context, scenario: str | None, baselines: tuple[str, 
         if json_path == "-":
             click.echo(text, nl=False)
         else:
-            Path(json_path).write_text(text, encoding="utf-8")
+            from pagemig.outputs import atomic_write_text
+
+            with _outputs():
+                atomic_write_text(json_path, text)
     if not quiet and json_path != "-":
         from pagemig.report.tables import checker_text
 

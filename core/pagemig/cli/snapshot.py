@@ -35,12 +35,32 @@ class RunFailed(click.ClickException):
     exit_code = EXIT_RUN_FAILED
 
 
+def _check_output(option: str, dest: str | None, directory: bool = False) -> None:
+    """Refuse an output path that cannot be written before the work starts (exit 2, one line)."""
+    from pagemig.outputs import OutputPathError, check_output_dir, check_output_path
+
+    if not dest or dest == "-":
+        return
+    try:
+        if directory:
+            check_output_dir(option, dest)
+        else:
+            check_output_path(option, dest)
+    except OutputPathError as e:
+        raise BadInput(str(e)) from None
+
+
 def _write_json(dest: str, payload: dict[str, Any]) -> None:
+    from pagemig.outputs import OutputPathError, atomic_write_text
+
     text = json.dumps(payload, indent=2, sort_keys=True, default=_json_default) + "\n"
     if dest == "-":
         click.echo(text, nl=False)
     else:
-        Path(dest).write_text(text)
+        try:
+            atomic_write_text(dest, text)
+        except OutputPathError as e:
+            raise BadInput(str(e)) from None
 
 
 def _json_default(o: Any) -> Any:
@@ -51,13 +71,13 @@ def _json_default(o: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
-def _load(directory: str) -> tuple[Any, Any]:
+def _load(directory: str, allow_partial: bool = False) -> tuple[Any, Any]:
     """Load and import a snapshot, turning format errors into exit code 2."""
     from pagemig.snapshot.importer import import_snapshot
     from pagemig.snapshot.model import load_snapshot
 
     try:
-        snap = load_snapshot(directory)
+        snap = load_snapshot(directory, allow_partial=allow_partial)
         return snap, import_snapshot(snap)
     except SnapshotFormatError as e:
         raise BadInput(str(e)) from e
@@ -69,7 +89,7 @@ def snapshot_group() -> None:
 
 
 @snapshot_group.command("capture")
-@click.argument("directory", type=click.Path(file_okay=False))
+@click.argument("directory", type=click.Path())
 @click.option("--compress", type=click.Choice(["xz", "gz", "none"]), default="xz", show_default=True,
               help="How to compress kpageflags and kpagecount.")
 @click.option("--proc", default="/proc", show_default=True, hidden=True, help="Where /proc is (for tests).")
@@ -77,6 +97,7 @@ def capture_cmd(directory: str, compress: str, proc: str) -> None:
     """Save this machine's buddyinfo, pagetypeinfo, zoneinfo, vmstat and kpageflags (root)."""
     from pagemig.snapshot.capture import CaptureError, capture
 
+    _check_output("capture", directory, directory=True)
     try:
         d = capture(directory, proc=proc, compress=compress)
     except CaptureError as e:
@@ -84,14 +105,22 @@ def capture_cmd(directory: str, compress: str, proc: str) -> None:
     click.echo(f"captured {d}: " + ", ".join(sorted(p.name for p in d.iterdir())))
 
 
+ALLOW_PARTIAL = click.option(
+    "--allow-partial", is_flag=True,
+    help="Import a kpageflags that shows fewer pfns of a zone than it manages; the rest is inferred "
+         "from buddyinfo and vmstat, and the report says how much.")
+
+
 @snapshot_group.command("show")
 @click.argument("directory")
 @click.option("--json", "json_out", metavar="FILE", help="Also write the import report as JSON ('-': stdout).")
-def show_cmd(directory: str, json_out: str | None) -> None:
+@ALLOW_PARTIAL
+def show_cmd(directory: str, json_out: str | None, allow_partial: bool) -> None:
     """Print what a snapshot holds and how its import checks against buddyinfo and pagetypeinfo."""
     from pagemig.snapshot.render import render_show, report_json
 
-    snap, state = _load(directory)
+    _check_output("--json", json_out)
+    snap, state = _load(directory, allow_partial)
     if json_out != "-":
         click.echo(render_show(snap, state))
     if json_out:
@@ -100,12 +129,13 @@ def show_cmd(directory: str, json_out: str | None) -> None:
 
 @snapshot_group.command("import")
 @click.argument("directory")
-def import_cmd(directory: str) -> None:
+@ALLOW_PARTIAL
+def import_cmd(directory: str, allow_partial: bool) -> None:
     """Import a snapshot into a simulated machine and check every page is accounted for."""
     from pagemig.mm.invariants import check
     from pagemig.snapshot.simulate import build_machine
 
-    snap, state = _load(directory)
+    snap, state = _load(directory, allow_partial)
     machine = build_machine(state)
     rep = check(machine)
     click.echo(f"imported {snap.source}: {state.nr_pfns} pages, {len(state.free_pfns)} free blocks, "
@@ -120,14 +150,19 @@ def import_cmd(directory: str) -> None:
 @snapshot_group.command("compact")
 @click.argument("directory")
 @click.option("--json", "json_out", metavar="FILE", help="Write 'compactions' and 'vmstat' as JSON ('-': stdout).")
-def compact_cmd(directory: str, json_out: str | None) -> None:
+@ALLOW_PARTIAL
+def compact_cmd(directory: str, json_out: str | None, allow_partial: bool) -> None:
     """Import a snapshot, run full compaction on it (echo 1 > /proc/sys/vm/compact_memory)."""
     from pagemig.oracle.compare import unusable_index
+    from pagemig.snapshot.render import coverage_json, coverage_lines
     from pagemig.snapshot.simulate import simulate_compact_memory
 
-    _snap, state = _load(directory)
+    _check_output("--json", json_out)
+    snap, state = _load(directory, allow_partial)
     sim = simulate_compact_memory(state)
     if json_out != "-":
+        for line in coverage_lines(snap):
+            click.echo(line)
         for zone in sim.before:
             b, a = sim.before[zone], sim.after[zone]
             click.echo(f"zone {zone}: free blocks per order")
@@ -143,7 +178,8 @@ def compact_cmd(directory: str, json_out: str | None) -> None:
                    + (f", {sim.simulated_seconds:.3f} s simulated" if sim.simulated_seconds is not None else ""))
     if json_out:
         _write_json(json_out, {"compactions": [dict(sim.record)], "vmstat": dict(sim.vmstat),
-                               "seconds": sim.seconds, "simulated_seconds": sim.simulated_seconds})
+                               "seconds": sim.seconds, "simulated_seconds": sim.simulated_seconds,
+                               "coverage": coverage_json(snap)})
 
 
 @click.group("oracle")
@@ -173,7 +209,7 @@ def oracle_check_cmd() -> None:
 @click.argument("workload")
 @click.option("--mem", default="1024M", show_default=True, help="Guest memory (UML mem=).")
 @click.option("--json", "json_out", metavar="FILE", help="Write the comparison as JSON ('-': stdout).")
-@click.option("--keep", "keep", type=click.Path(file_okay=False), metavar="DIR",
+@click.option("--keep", "keep", type=click.Path(), metavar="DIR",
               help="Keep the run (snapshots before/ and after/, console log) in DIR.")
 @click.option("--timeout", default=600.0, show_default=True, help="Seconds before the guest is killed.")
 @click.option("--set", "params", multiple=True, metavar="NAME=VALUE",
@@ -199,6 +235,8 @@ def oracle_run_cmd(workload: str, mem: str, json_out: str | None, keep: str | No
         if not eq or not name.isidentifier():
             raise BadInput(f"--set {p!r}: expected NAME=VALUE")
         overrides[name] = value
+    _check_output("--json", json_out)
+    _check_output("--keep", keep, directory=True)
     run_dir = Path(keep) if keep else None
     try:
         run = run_guest(workload, mem=mem, timeout=timeout, run_dir=run_dir, params=overrides)

@@ -442,6 +442,19 @@ class LruOwner(Owner):
         self.machine.reclaim.swapin_seconds += k * COST_SWAP_IN
         return k
 
+    def free_swapped(self, index: np.ndarray) -> None:
+        """Forget some swapped-out pages (munmap of swap entries: ``free_swap_and_cache``) and
+        free their slots; ``index`` counts into the swapped-out pages, oldest first."""
+        index = np.unique(np.asarray(index, dtype=np.int64))
+        if not len(index):
+            return
+        swap = self.machine.swap
+        for h in self.swap_handles[index].tolist():
+            swap.swap_free(int(h))
+        keep = np.ones(len(self.swap_handles), dtype=bool)
+        keep[index] = False
+        self.swap_handles, self.swap_tokens = self.swap_handles[keep], self.swap_tokens[keep]
+
     def drop_swap(self) -> None:
         """Forget every swapped-out page (the process exited): free their swap slots."""
         swap = self.machine.swap

@@ -29,6 +29,7 @@ from matplotlib.patches import Patch
 
 from pagemig.mm.gfp import MIGRATETYPE_NAMES
 from pagemig.mm.pages import NR_ORDERS, PAGE_ALLOC_COSTLY_ORDER, PAGE_SIZE
+from pagemig.outputs import atomic_output
 from pagemig.sim.result import PageblockMap
 
 MIB_PAGES = (1 << 20) // PAGE_SIZE
@@ -281,5 +282,6 @@ def write_compare_figure(a: Mapping[str, Any], b: Mapping[str, Any], label_a: st
 
 
 def _save(fig: Figure, path: Path) -> Path:
-    fig.savefig(path, dpi=110)
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, dpi=110)
     return path

@@ -17,6 +17,8 @@ from typing import Any
 import attrs
 import numpy as np
 
+from pagemig.outputs import atomic_write_text
+
 SCHEMA_VERSION = 1
 
 
@@ -115,8 +117,7 @@ class RunResult:
         path = Path(path)
         if path.parent and not path.parent.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(self.to_json(), encoding="utf-8")
-        return path
+        return atomic_write_text(path, self.to_json())
 
 
 def without_timings(doc: dict[str, Any]) -> dict[str, Any]:

@@ -34,6 +34,14 @@ from pagemig.snapshot.parse import (
     parse_vmstat,
     parse_zoneinfo,
 )
+from pagemig.snapshot.validate import (
+    ZoneCoverage,
+    check_coverage,
+    check_flag_words,
+    check_free_pages,
+    check_pagetypeinfo_buddyinfo,
+    coverage,
+)
 
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = "pagemig-snapshot"
@@ -134,8 +142,12 @@ def load_manifest(directory: Path) -> dict[str, Any] | None:
     return m
 
 
-def load_snapshot(directory: str | Path) -> Snapshot:
-    """Read and parse a snapshot directory; raise :class:`SnapshotFormatError` on bad input."""
+def load_snapshot(directory: str | Path, *, allow_partial: bool = False) -> Snapshot:
+    """Read and parse a snapshot directory; raise :class:`SnapshotFormatError` on bad input.
+
+    ``allow_partial``: accept a kpageflags that shows fewer pfns of a zone than the zone
+    manages (the importer then infers the rest; :mod:`pagemig.snapshot.validate`).
+    """
     d = Path(directory)
     if not d.is_dir():
         raise SnapshotFormatError(str(d), "a snapshot directory", got="no such directory")
@@ -183,7 +195,37 @@ def load_snapshot(directory: str | Path) -> Snapshot:
             )
     if not any(z.populated for z in zones):
         raise SnapshotFormatError(str(paths["zoneinfo"]), "at least one populated zone (with start_pfn)")
-    return Snapshot(
+    snap = Snapshot(
         source=d, buddyinfo=buddy, zoneinfo=zones, kpageflags=flags, pagetypeinfo=pti,
         vmstat=vm, kpagecount=count, kernel=kernel, page_size=page_size, manifest=manifest,
     )
+    validate(snap, {k: str(v) for k, v in paths.items()}, allow_partial)
+    return snap
+
+
+def zone_coverage(snap: Snapshot) -> tuple[ZoneCoverage, ...]:
+    """How much of each populated zone the snapshot's kpageflags shows."""
+    return coverage([(z.name, z.start_pfn or 0, z.spanned, z.managed) for z in snap.populated_zones],
+                    len(snap.kpageflags))
+
+
+def validate(snap: Snapshot, files: Mapping[str, str], allow_partial: bool) -> None:
+    """The checks of :mod:`pagemig.snapshot.validate`, on a parsed snapshot, naming its files."""
+    kpf = files.get("kpageflags", "kpageflags")
+    check_coverage(zone_coverage(snap), snap.nr_pfns, len(snap.kpageflags), kpf, allow_partial)
+    check_flag_words(snap.kpageflags, kpf)
+    # files that must describe one machine at one moment (within a live capture's drift)
+    buddy = {(b.node, b.zone): b.counts for b in snap.buddyinfo}
+    pti = snap.pagetypeinfo
+    pbo = pti.pageblock_order if pti else len(snap.buddyinfo[0].counts) - 1
+    bfile, zfile = files.get("buddyinfo", "buddyinfo"), files.get("zoneinfo", "zoneinfo")
+    if pti is not None:
+        check_pagetypeinfo_buddyinfo(pti, buddy, files.get("pagetypeinfo", "pagetypeinfo"), bfile)
+    for z in snap.populated_zones:
+        b = snap.buddy(z.node, z.name)
+        if b is not None:
+            check_free_pages(z.free, b.free_pages, pbo, zfile, f"node {z.node} zone {z.name}'s pages free",
+                             f"{bfile} counts in that zone")
+    if "nr_free_pages" in snap.vmstat:
+        check_free_pages(snap.vmstat["nr_free_pages"], sum(z.free for z in snap.zoneinfo), pbo,
+                         files.get("vmstat", "vmstat"), "nr_free_pages", f"{zfile} counts over all zones")

@@ -9,7 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 from pagemig.snapshot.importer import FreeCheck, ImportedState
-from pagemig.snapshot.model import Snapshot
+from pagemig.snapshot.model import Snapshot, zone_coverage
+from pagemig.snapshot.validate import partial_report
 
 
 def render_show(snap: Snapshot, state: ImportedState) -> str:
@@ -21,6 +22,7 @@ def render_show(snap: Snapshot, state: ImportedState) -> str:
              + (f", captured {snap.manifest.get('captured_at')}" if snap.manifest else ", no manifest"),
              f"  kpageflags: {r.visible_pfns} pfns ({r.visible_pfns * mb:.1f} MiB); zones span {r.nr_pfns} pfns; "
              f"BUDDY convention: {r.mode}",
+             *coverage_lines(snap),
              "", "zones (zoneinfo)",
              f"  {'zone':<8} {'start_pfn':>10} {'spanned':>9} {'present':>9} {'managed':>9} {'free':>9} "
              f"{'min':>6} {'low':>6} {'high':>6} {'pcp':>5}"]
@@ -50,6 +52,23 @@ def render_show(snap: Snapshot, state: ImportedState) -> str:
     return "\n".join(lines)
 
 
+def coverage_lines(snap: Snapshot) -> list[str]:
+    """What kpageflags does not show and the import infers, a line per such zone."""
+    lines = []
+    for c in zone_coverage(snap):
+        if c.unseen:
+            how = ("PARTIAL (--allow-partial): fewer pfns than the zone manages" if c.short
+                   else "no more than the zone's unmanaged pages, as User-Mode Linux leaves out")
+            lines.append(f"  zone {c.zone}: kpageflags shows {c.seen} of {c.spanned} pfns; {c.unseen} "
+                         f"({c.unseen / max(1, c.spanned):.1%}) inferred from buddyinfo and vmstat - {how}")
+    return lines
+
+
+def coverage_json(snap: Snapshot) -> dict[str, Any]:
+    cov = zone_coverage(snap)
+    return {"partial": any(c.short for c in cov), "zones": partial_report(cov)}
+
+
 def render_free_check(c: FreeCheck) -> list[str]:
     lines = [f"free blocks, zone {c.zone}: buddyinfo vs kpageflags",
              f"  {'order':>5} {'buddyinfo':>10} {'kpageflags':>10} {'inferred':>9} {'difference':>10}"]
@@ -72,6 +91,7 @@ def report_json(snap: Snapshot, state: ImportedState) -> dict[str, Any]:
         "mode": r.mode,
         "nr_pfns": r.nr_pfns,
         "visible_pfns": r.visible_pfns,
+        "coverage": coverage_json(snap),
         "zones": [{"name": z.name, "node": z.node, "start_pfn": z.start_pfn, "spanned": z.spanned,
                    "present": z.present, "managed": z.managed} for z in state.zones],
         "kinds": dict(r.kind_counts),

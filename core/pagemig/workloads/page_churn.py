@@ -8,6 +8,11 @@ the benchmark (Wrenger et al., "LLFree", USENIX ATC 2023).
 
 The GFP mask decides the migratetype: ``GFP_HIGHUSER_MOVABLE`` (the default) gives
 anonymous LRU pages that compaction can move, ``GFP_KERNEL`` unmovable kernel pages.
+
+A page reclaim swapped out is still the workload's: it counts towards what is held,
+and when the churn frees it its swap slot is released, as munmap frees a swap entry
+(``free_swap_and_cache``).  Counting only resident pages would refill every swapped
+page with a new one and leave the old one in swap for ever, until the device is full.
 """
 
 from __future__ import annotations
@@ -60,7 +65,22 @@ class PageChurn(Workload):
         return (self.lru or self.kernel).pages.pfns()  # type: ignore[union-attr]
 
     def nr_held(self) -> int:
-        return len((self.lru or self.kernel).pages)  # type: ignore[union-attr]
+        """Resident and swapped-out pages alike: a process still holds a page that is in swap."""
+        swapped = self.lru.nr_swapped if self.lru is not None else 0
+        return len((self.lru or self.kernel).pages) + swapped  # type: ignore[union-attr]
+
+    def free_random(self, n: int) -> None:
+        """Free ``n`` held pages chosen uniformly among the resident and the swapped-out ones;
+        a swapped-out page's slot goes back to the swap device."""
+        swapped = self.lru.nr_swapped if self.lru is not None else 0
+        if not swapped:  # the same draws as ever when nothing is in swap
+            self.free(pick_random(self.held(), n, self.rng))
+            return
+        assert self.lru is not None
+        resident = np.sort(self.held())
+        idx = pick_random(np.arange(len(resident) + swapped), n, self.rng)
+        self.free(resident[idx[idx < len(resident)]])
+        self.lru.free_swapped(idx[idx >= len(resident)] - len(resident))
 
     def alloc(self, n: int) -> int:
         if n <= 0:
@@ -82,7 +102,7 @@ class PageChurn(Workload):
             self.filled = True
             want = o["size"] if o["size"] is not None else int(fillable_pages(self.machine, self.gfp) * o["fill"])
             self.alloc(want)
-            self.free(pick_random(self.held(), round(self.nr_held() * o["free"]), self.rng))
+            self.free_random(round(self.nr_held() * o["free"]))
             self.target = self.nr_held()
             self.next_iteration = now + o["interval"]
         end = now + dt
@@ -92,7 +112,7 @@ class PageChurn(Workload):
 
     def iterate(self) -> None:
         n = round(self.nr_held() * self.options["churn"])
-        self.free(pick_random(self.held(), n, self.rng))
+        self.free_random(n)
         want = self.target - self.nr_held()
         got = self.alloc(want)
         self.shortfall += want - got
