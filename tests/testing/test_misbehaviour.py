@@ -43,6 +43,7 @@ KINDS: dict[str, tuple[str, str]] = {
 # others leave every page where the driver believes it is
 CORRUPTS_ITSELF = {"SuccessWithoutTakingDst", "KeepsReferencingSrc"}
 PLUGIN = "broken-plugin"
+PUTBACK_CALLS = {"n": 0}  # putback_page calls of FailsThenPutbackForgets, counted by the driver itself
 
 
 def driver_class(name: str) -> type[Any]:
@@ -54,6 +55,18 @@ def driver_class(name: str) -> type[Any]:
                 return -16  # -EBUSY: compaction puts the page back, and putback raises
 
         return FailsThenPutbackRaises
+    if name == "FailsThenPutbackForgets":
+        base = broken_drivers.build("PutbackForgetsToRelink")
+
+        class FailsThenPutbackForgets(base):  # type: ignore[misc, valid-type]
+            def migrate_page(self, dst: Any, src: Any, mode: Any) -> int:
+                return -16  # -EBUSY: compaction puts the page back, and putback forgets it
+
+            def putback_page(self, page: Any) -> None:
+                PUTBACK_CALLS["n"] += 1
+                super().putback_page(page)
+
+        return FailsThenPutbackForgets
     return broken_drivers.build(name)
 
 
@@ -196,3 +209,20 @@ def test_a_run_under_fail_stops_at_the_first_fault_with_the_message(reference_dr
     assert "kitref 6000" not in [t["command"] for t in result.timeline]  # it stopped at the compaction
     assert result.checker["pages_isolated"] == 0
     assert result.checker["ok"], result.checker
+
+
+def test_a_run_counts_each_putback_that_leaves_the_page_off_the_drivers_lists(reference_driver_dir: Path) -> None:
+    """putback_page that does nothing: each page it was handed stays off the driver's list
+    (the driver's own is_isolated says so), and the run counts every one as putback/lost."""
+    PUTBACK_CALLS["n"] = 0
+    result = run("FailsThenPutbackForgets", "isolate")
+    putbacks = PUTBACK_CALLS["n"]
+    assert putbacks > 0
+    assert result.error is None
+    assert result.driver_faults == {"kitref/putback/lost": putbacks}
+    assert result.checker["ok"], result.checker  # lost to the driver, not to memory
+
+
+def test_a_putback_that_relinks_is_not_counted(reference_driver_dir: Path) -> None:
+    result = run("MigrateReturnsPositiveEagain", "isolate")  # fails, then the reference putback relinks
+    assert result.driver_faults and not any(k.endswith("/lost") for k in result.driver_faults)

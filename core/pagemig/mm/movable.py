@@ -140,7 +140,8 @@ class MovableRegistry:
         self.plugin_of[name] = plugin
         n = self.faults[key]
         if n <= self.log_burst:
-            extra = {"suppressing": "further faults of this kind are counted, not logged"} if n == self.log_burst else {}
+            extra = {"suppressing": "further faults of this kind are counted, not logged"} \
+                if n == self.log_burst else {}
             log.warning("driver_misbehaved", plugin=plugin, driver=name, callback=callback,
                         pfn=pfn, fault=kind.value, detail=detail, **extra)
         if self.on_driver_error == "fail" and self.failure is None:
