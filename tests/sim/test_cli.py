@@ -136,6 +136,29 @@ def test_on_driver_error(invoke, write, small_toml: str, tmp_path: Path, policy:
         assert doc["error"] is None and doc["samples"][-1]["time_s"] == 20.0
 
 
+def test_a_faulty_driver_logs_a_few_lines_and_counts_every_fault(invoke, write, small_toml: str,  # type: ignore[no-untyped-def]
+                                                                  tmp_path: Path) -> None:
+    """migrate_page raising on every page: stderr shows the first few events and one
+    summary line per kind with the full count, as the kernel rate-limits; the result
+    counts every fault."""
+    path = write(small_toml + '[drivers.toy]\nfaulty = true\n[[workloads]]\ntype = "frag"\n'
+                              '[[timeline]]\nat = "2s"\ncommand = "toy_grow 3000"\n'
+                              '[[timeline]]\nat = "3s"\ncommand = "compact"\n')
+    result = invoke("run", str(path), "--json", str(tmp_path / "r.json"))
+    assert result.exit_code == 0, result.output
+    doc = json.loads((tmp_path / "r.json").read_text())
+    faults = doc["driver_faults"]
+    assert faults.get("toy/migrate_page/raised", 0) > 20  # enough faults that one line each would drown
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) < 20, lines
+    events = [json.loads(x) for x in lines if x.startswith("{")]
+    raised = [e for e in events if e.get("event") == "driver_misbehaved" and e.get("fault") == "raised"]
+    assert len(raised) == 3 and all(e["driver"] == "toy" and e["callback"] == "migrate_page" for e in raised)
+    totals = {f"{e['driver']}/{e['callback']}/{e['fault']}": e["count"] for e in events
+              if e.get("event") == "driver_faults_total"}
+    assert totals == faults
+
+
 def test_same_seed_gives_the_same_file(invoke, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     from pagemig.sim.result import without_timings
 

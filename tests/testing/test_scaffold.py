@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import keyword
+import os
 import re
 import subprocess
 import sys
@@ -157,3 +158,23 @@ def test_the_command_refuses_a_bad_name_with_exit_status_2(tmp_path: Path) -> No
     assert "invalid driver name 'My-GPU'" in result.output
     assert "Traceback" not in result.output
     assert not (tmp_path / "x").exists()
+
+
+def test_the_own_tests_pass_for_a_driver_that_refuses_some_pages(tmp_path: Path) -> None:
+    """A driver may refuse to isolate a page (a mapped buffer): the kit allows it, and so must
+    the scaffold's own tests, which pick pages the driver says it lets go of.  The written
+    driver is made to refuse 1 page in 8 (every pfn divisible by 8, so the lowest pages,
+    the ones a fresh machine hands out first, include refused ones)."""
+    root = tmp_path / "pagemig-refuser"
+    write_driver("refuser", root)
+    driver = root / "pagemig_refuser" / "driver.py"
+    text = driver.read_text()
+    old = "        if page.pfn not in self.idle:\n            return False\n"
+    assert old in text  # the template's isolate_page, where a real driver would check its mapping
+    driver.write_text(text.replace(old, "        if page.pfn not in self.idle or page.pfn % 8 == 0:\n"
+                                        "            return False\n"))
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:randomly", "-p", "no:cacheprovider",
+                           str(root / "tests" / "test_refuser.py")],
+                          cwd=root, capture_output=True, text=True, check=False,
+                          env={**os.environ, "PYTHONPATH": str(root)})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

@@ -9,13 +9,24 @@ after Gioh Kim's 2015 RFC), later ``struct movable_operations`` (v6.0):
 * ``migrate_page(dst, src, mode) -> int`` copies src to dst and moves the driver's
   references; it returns ``MIGRATEPAGE_SUCCESS`` (0), ``-EAGAIN`` (retry later) or
   another negative errno (give up for this round);
-* ``putback_page(page)`` gives a page whose migration failed back to the driver.
+* ``putback_page(page)`` gives a page whose migration failed back to the driver;
+* optionally ``is_isolated(page) -> bool``: whether the page is off the driver's lists
+  (isolated).  The kernel has no such callback; the simulator asks it after each
+  putback, so that a putback that forgot to relink the page (lost to the driver for
+  good: never isolated, migrated or freed through it again) is a fault of its own,
+  ``putback/lost``, in a run and not only under the conformance kit.
 
 Every call into a driver goes through this module, which is the one place that
 defends the rest of the simulator against a driver that raises, returns nonsense,
 or claims success without taking the new page: the page is put back (or
-quarantined when even that fails), the fault is counted and logged once, and no
-page is ever lost.
+quarantined when even that fails), the fault is counted, and no page is ever lost.
+
+Faults are logged the way the kernel rate-limits a driver's warnings
+(``printk_ratelimited``, ``WARN_ONCE``): the first :data:`FAULT_LOG_BURST` of each
+kind (driver, callback, fault) as one ``driver_misbehaved`` event each, the rest
+only counted; :meth:`MovableRegistry.log_fault_summary` then writes one
+``driver_faults_total`` line per kind with the full count at the end of a run.  A
+driver that fails on every page would otherwise write a line per page.
 """
 
 from __future__ import annotations
@@ -43,6 +54,7 @@ EINVAL = errno.EINVAL
 EIO = errno.EIO
 KNOWN_ERRNOS = frozenset(errno.errorcode)
 
+FAULT_LOG_BURST = 3  # driver_misbehaved events logged per (driver, callback, fault); the rest are counted
 AUDIT_CAP = 1 << 16  # migrated driver pages remembered between two audit_references() calls
 
 
@@ -79,6 +91,7 @@ class DriverFault(enum.Enum):
     KEPT_DST_ON_FAILURE = "kept_dst_on_failure"  # migrate failed but the driver took dst anyway
     PUTBACK_FAILED = "putback_failed"  # putback raised: the page is quarantined
     KEPT_SRC = "kept_src"  # migrate succeeded but the driver still lists src (found by audit_references)
+    LOST = "lost"  # after putback the driver still answers is_isolated(page): the page is off its lists
 
 
 class MovableHost(Protocol):
@@ -106,6 +119,10 @@ class MovableRegistry:
         self.ops_by_owner: dict[int, MovableOperations] = {}
         self.quarantine: set[int] = set()
         self.faults: Counter[tuple[str, str, str]] = Counter()  # (driver, callback, fault)
+        # the pfn and detail of the latest fault of each kind, logged or not (the kit names them)
+        self.last_fault: dict[tuple[str, str, str], tuple[int, str]] = {}
+        self.plugin_of: dict[str, str] = {}  # driver name -> plugin, for the summary lines
+        self.log_burst = FAULT_LOG_BURST
         self.migrated: Counter[int] = Counter()  # driver pages moved by their driver, per owner id
         self.on_driver_error = "isolate"
         self.failure: DriverError | None = None
@@ -117,15 +134,31 @@ class MovableRegistry:
         owner = self.machine.owners[owner_id] if owner_id < len(self.machine.owners) else None
         name = getattr(owner, "name", f"owner{owner_id}")
         plugin = getattr(owner, "plugin", "") or name
-        self.faults[(name, callback, kind.value)] += 1
-        log.warning("driver_misbehaved", plugin=plugin, driver=name, callback=callback,
-                    pfn=pfn, fault=kind.value, detail=detail)
+        key = (name, callback, kind.value)
+        self.faults[key] += 1
+        self.last_fault[key] = (pfn, detail)
+        self.plugin_of[name] = plugin
+        n = self.faults[key]
+        if n <= self.log_burst:
+            extra = {"suppressing": "further faults of this kind are counted, not logged"} \
+                if n == self.log_burst else {}
+            log.warning("driver_misbehaved", plugin=plugin, driver=name, callback=callback,
+                        pfn=pfn, fault=kind.value, detail=detail, **extra)
         if self.on_driver_error == "fail" and self.failure is None:
             self.failure = DriverError(
                 f"driver {name!r} (plugin {plugin!r}) broke the movable-page protocol in "
                 f"{callback}() on pfn {pfn:#x}: {kind.value}{': ' + detail if detail else ''} "
                 "(set on_driver_error = \"isolate\" to quarantine the page and go on)"
             )
+
+    def log_fault_summary(self) -> int:
+        """One ``driver_faults_total`` line per kind of fault with its full count (the end of
+        a run: what ``printk_ratelimited``'s "N callbacks suppressed" tells).  Returns the
+        number of lines written."""
+        for (name, callback, fault), n in sorted(self.faults.items()):
+            log.warning("driver_faults_total", plugin=self.plugin_of.get(name, name), driver=name,
+                        callback=callback, fault=fault, count=n, logged=min(n, self.log_burst))
+        return len(self.faults)
 
     def raise_if_failed(self) -> None:
         """Stop the run under ``on_driver_error = "fail"``.
@@ -380,11 +413,25 @@ def putback_movable_page(machine: MovableHost, pfn: int) -> None:
     registry = machine.movable
     ops = registry.ops_by_owner[owner_id]
     flags[pfn] |= LOCKED
+    page = Page(machine, pfn)
     try:
-        ops.putback_page(Page(machine, pfn))
+        ops.putback_page(page)
     except Exception as exc:  # noqa: BLE001
         flags[pfn] &= ~(LOCKED | MOVABLE) & 0xFF
         registry.quarantine.add(pfn)
         registry.fault(owner_id, "putback_page", DriverFault.PUTBACK_FAILED, pfn, repr(exc))
         return
     flags[pfn] &= ~LOCKED & 0xFF
+    is_isolated = getattr(ops, "is_isolated", None)
+    if is_isolated is None or pages._owner[pfn] != owner_id:  # no answer to ask, or freed in putback
+        return
+    try:
+        still = is_isolated(page)
+    except Exception as exc:  # noqa: BLE001
+        registry.fault(owner_id, "is_isolated", DriverFault.RAISED, pfn, repr(exc))
+        return
+    if still:
+        # the page stays the driver's and counted as such: only the driver lost track of it
+        registry.fault(owner_id, "putback", DriverFault.LOST, pfn,
+                       "putback_page returned but is_isolated(page) is still True: the page is off "
+                       "the driver's lists")

@@ -364,6 +364,7 @@ class Run:
         self.timings["total_s"] = time.perf_counter() - t_start
         result = self._result(report.as_dict())
         self.host.hook.pagemig_run_end(run=self, result=result)
+        self.machine.movable.log_fault_summary()  # the counts behind the rate-limited driver_misbehaved lines
         log.info("run_done", scenario=sc.name, seed=sc.seed, simulated_s=self.machine.now,
                  wall_s=round(self.timings["total_s"], 3), checker_ok=report.ok, error=self.error)
         return result

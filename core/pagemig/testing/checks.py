@@ -71,12 +71,14 @@ def guard(machine: Machine, driver: Driver, what: str) -> Iterator[None]:
     machine.movable.failure = None  # the kit reports faults itself, whatever the policy
     new = machine.movable.faults - before
     if new:
-        (_, callback, fault), n = next(iter(new.items()))
+        (driver_name, callback, fault), n = next(iter(new.items()))
         event = next((e for e in logs if e.get("event") == "driver_misbehaved"
                       and e.get("callback") == callback and e.get("fault") == fault), {})
-        pfn = event.get("pfn")
+        # the log is rate-limited per kind: past the first few, the registry remembers the latest
+        last_pfn, last_detail = machine.movable.last_fault.get((driver_name, callback, fault), (None, ""))
+        pfn = event.get("pfn", last_pfn)
         where = f" on pfn {pfn:#x}" if isinstance(pfn, int) else ""
-        detail = event.get("detail") or fault
+        detail = event.get("detail") or last_detail or fault
         others = sum(new.values()) - 1
         seen = (f"{callback}(){where} during {what}: {detail}"
                 + (f" ({n} times)" if n > 1 else "") + (f"; and {others} other fault(s)" if others else ""))

@@ -75,6 +75,7 @@ FAULT_RULES: Mapping[tuple[str, str], str] = {
     ("migrate_page", "false_success"): "success-takes-dst",
     ("migrate_page", "kept_dst_on_failure"): "failure-leaves-dst",
     ("migrate_page", "kept_src"): "migrate-moves-references",
+    ("putback", "lost"): "putback-restores",
 }
 
 
