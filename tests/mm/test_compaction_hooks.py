@@ -256,13 +256,17 @@ def test_a_raising_policy_mid_batch_puts_back_only_isolated_driver_pages(one_zon
 
     m = one_zone_machine(4096)
     d = StrictDriver(m)
-    for _ in range(600):  # driver pages at the bottom, every other one freed
+    for _ in range(2400):
         pfn = m.alloc_pages(d.page_gfp(GFP_HIGHUSER_MOVABLE), 0, d.owner_id, PageKind.DRIVER)
         page = Page(m, pfn)
         page.token = pfn + 1
         d.tokens[pfn] = pfn + 1
         set_movable(page, d)
-    for pfn in sorted(d.tokens)[::2]:
+    # wherever the allocator put them: the lowest 600 stay (the migrate scanner's first
+    # batch), the middle goes, and every other one of the highest 600 is freed (order-0
+    # targets far above the first batch's pageblock, where the policy looks)
+    got = sorted(d.tokens)
+    for pfn in got[600:1800] + got[1800::2]:
         del d.tokens[pfn]
         m.free_pages(pfn, 0)
     cc = C.CompactControl(zone=m.zones[0], order=-1, mode=C.MigrateMode.SYNC, whole_zone=True,

@@ -3,8 +3,9 @@ migratetype fallback with stealing; watermarks; the fast path of ``alloc_pages``
 
 Follows mm/page_alloc.c (v5.x-v6.1): ``__rmqueue_smallest``, ``__rmqueue_fallback``,
 ``steal_suitable_fallback``, ``__free_one_page``, ``__zone_watermark_ok``,
-``get_page_from_freelist``.  Per-cpu page lists, CMA, highatomic reserves and
-``ALLOC_NOFRAGMENT`` are not modelled (docs/architecture.md says why).
+``get_page_from_freelist``; a zone's per-cpu lists (mm/pcp.py, when the machine has
+CPUs) come first in ``rmqueue``.  CMA, highatomic reserves and ``ALLOC_NOFRAGMENT``
+are not modelled (docs/architecture.md says why).
 
 The hot path reads and writes the page columns through memoryviews and keeps its
 locals local; it is written for speed first, clarity second, and the tests hold it
@@ -44,6 +45,7 @@ from pagemig.mm.pages import (
     MAX_ORDER,
     MOVABLE,
     NR_ORDERS,
+    PAGE_ALLOC_COSTLY_ORDER,
     PageFlag,
     PageKind,
 )
@@ -83,6 +85,7 @@ class BuddyAllocator:
         self._pb_mt = memoryview(mtb)
         self._pb_skip = memoryview(skb)
         self._ac_cache: dict[int, AllocContext] = {}
+        self.cpu = 0  # the CPU the running task allocates and frees on (its per-cpu lists)
         self.extfrag_events = 0  # the mm_page_alloc_extfrag tracepoint: fallbacks that crossed types
         self.pageblock_steals = 0  # fallbacks that also changed the pageblock's type
         # page_zone() for the free path: the zone of each pageblock, None where a zone boundary
@@ -409,6 +412,12 @@ class BuddyAllocator:
                         continue
                 elif not self.zone_watermark_ok(zone, order, mark, ac.highest_zoneidx, alloc_flags):
                     continue
+            pcp = zone.pcp
+            if pcp is not None and (order <= PAGE_ALLOC_COSTLY_ORDER or order == self.pageblock_order):
+                # rmqueue(): the per-cpu list first, then the buddy lists (rmqueue_buddy)
+                pfn = pcp.rmqueue_pcplist(self.cpu, order, ac.migratetype)
+                if pfn >= 0:
+                    return pfn, zone
             pfn = self.rmqueue(zone, order, ac.migratetype)
             if pfn >= 0:
                 return pfn, zone

@@ -14,6 +14,7 @@ import numpy as np
 
 from pagemig.mm.gfp import NR_MIGRATETYPES
 from pagemig.mm.pages import DRIVER, FREE, NR_ORDERS, RESERVED, PageFlag, PageKind
+from pagemig.mm.pcp import pindex_to_order
 
 if TYPE_CHECKING:
     from pagemig.mm.machine import Machine
@@ -95,6 +96,25 @@ def check(machine: Machine, *, allow_isolated: bool = False, limit: int = 20) ->
                 np.add.at(cover, heads + size, -1)
         if total != zone.free_pages:
             problem(f"{zone.name}: free lists hold {total} pages but NR_FREE_PAGES is {zone.free_pages}")
+        # Per-cpu lists: free pages outside NR_FREE_PAGES, not PageBuddy, each counted once.
+        if zone.pcp is not None:
+            on_lists = zone.pcp.pcp_pfns()
+            held = sum(1 << o for _, o in on_lists)
+            if held != zone.pcp.count:
+                problem(f"{zone.name}: per-cpu lists hold {held} pages but their counts say {zone.pcp.count}")
+            for cpu, pcp in enumerate(zone.pcp.cpus):
+                n_cpu = sum(len(lst) << pindex_to_order(i, zone.pcp.thp_order) for i, lst in enumerate(pcp.lists))
+                if n_cpu != pcp.count:
+                    problem(f"{zone.name}: cpu {cpu}'s per-cpu lists hold {n_cpu} pages, its count is {pcp.count}")
+            for pfn, order in on_lists:
+                size = 1 << order
+                if pfn & (size - 1) or not zone.start_pfn <= pfn or pfn + size > zone.end_pfn:
+                    problem(f"{zone.name}: per-cpu order-{order} page at pfn {pfn:#x} is misaligned or outside")
+                    continue
+                if flags[pfn] & PageFlag.BUDDY:
+                    problem(f"{zone.name}: per-cpu page at pfn {pfn:#x} has PageBuddy")
+                cover[pfn] += 1
+                cover[pfn + size] -= 1
     coverage = np.cumsum(cover[:n])
     multi = np.flatnonzero(coverage > 1)
     if len(multi):

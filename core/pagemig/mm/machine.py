@@ -48,6 +48,7 @@ from pagemig.mm.pages import (
     ISOLATED,
     MAX_ORDER,
     NR_ORDERS,
+    PAGE_ALLOC_COSTLY_ORDER,
     PAGE_SIZE,
     RESERVED,
     TAIL,
@@ -55,6 +56,7 @@ from pagemig.mm.pages import (
     PageFlag,
     PageKind,
 )
+from pagemig.mm.pcp import ZonePcp
 from pagemig.mm.shrinker import Shrinker
 from pagemig.mm.swap import SwapSpace
 from pagemig.mm.sysctl import Sysctl
@@ -90,6 +92,9 @@ class MachineConfig:
     min_free_kbytes: int | None = None
     reserved: tuple[tuple[int, int], ...] = ()
     sysctl: dict[str, int] = attrs.field(factory=dict)
+    #: CPUs, each with per-cpu page lists in every zone (mm/pcp.py); 0: no per-cpu lists,
+    #: every allocation and free goes straight to the buddy lists.
+    cpus: int = attrs.field(default=0, validator=attrs.validators.ge(0))
 
     @property
     def nr_pages(self) -> int:
@@ -181,6 +186,14 @@ class Machine:
         self.zones = [Zone(spec, i, config.pageblock_order)
                       for i, spec in enumerate(sorted(config.zones, key=lambda s: s.start_pfn))]
         self.buddy = BuddyAllocator(self.pages, self.zones, config.pageblock_order)
+        if config.cpus:
+            for zone in self.zones:
+                zone.pcp = ZonePcp(self.buddy, zone, config.cpus, config.pageblock_order)
+            # every order-0 call goes through get_page_from_freelist's rmqueue (pcp first):
+            # the inlined order-0 path and the NumPy bulk forms know no per-cpu lists
+            self.alloc_pages = self._alloc_pages_pcp  # type: ignore[method-assign]
+            self.alloc_pages_bulk = self._alloc_pages_bulk_pcp  # type: ignore[method-assign]
+            self.free_pages_bulk = self._free_pages_bulk_pcp  # type: ignore[method-assign]
         self.pageblock_order = config.pageblock_order
         self.owners: list[Owner | None] = [None]  # id 0: nobody
         self.movable = MovableRegistry(self)
@@ -191,6 +204,7 @@ class Machine:
         self._sysctl_handlers: dict[str, list[Callable[[], None]]] = {
             "min_free_kbytes": [self.setup_watermarks],
             "watermark_scale_factor": [self.setup_watermarks],
+            "percpu_pagelist_high_fraction": [self._zone_pcp_update],  # its sysctl handler
         }
         self.now = 0.0  # simulated seconds, advanced by the event loop
         self.isolated_batches = 0  # compactions in progress that hold isolated pages
@@ -228,17 +242,54 @@ class Machine:
         self.setup_watermarks()
 
     def _free_free_runs(self, zone: Zone) -> None:
-        """``memblock_free_all``: hand every run of FREE-marked pages of a zone to the buddy allocator."""
+        """``memblock_free_all``: hand every run of FREE-marked pages of a zone to the buddy allocator.
+
+        The kernel frees each range lowest pfn first in MAX_ORDER-aligned blocks with
+        ``FPI_TO_TAIL`` (``__free_pages_core``), so every free list holds its blocks lowest
+        pfn at the head and a fresh machine allocates from the bottom.  ``lowest_first``
+        reaches the same lists (same blocks, same order on each list) by freeing top down
+        to the heads, which the dict-backed lists can do cheaply."""
         zk = self.pages.kind[zone.start_pfn:zone.end_pfn] == FREE
         if not zk.any():
             return
         edges = np.flatnonzero(np.diff(np.concatenate(([False], zk, [False])).astype(np.int8)))
         for a, b in zip(edges[0::2].tolist(), edges[1::2].tolist(), strict=True):
-            self.buddy.free_block_range(zone, zone.start_pfn + a, zone.start_pfn + b)
+            self.buddy.free_block_range(zone, zone.start_pfn + a, zone.start_pfn + b, lowest_first=True)
 
     def setup_watermarks(self) -> None:
         setup_per_zone_wmarks(self.zones, self.sysctl.min_free_kbytes, self.sysctl.watermark_scale_factor)
         setup_per_zone_lowmem_reserve(self.zones)
+        self._zone_pcp_update()  # setup_per_zone_wmarks: the pcp high and batch follow the marks
+
+    def _zone_pcp_update(self) -> None:
+        for zone in self.zones:
+            if zone.pcp is not None:
+                zone.pcp.update(self.sysctl.percpu_pagelist_high_fraction)
+
+    # ----------------------------------------------------------------- per-cpu lists
+    @property
+    def current_cpu(self) -> int:
+        """The CPU whose per-cpu lists allocations and frees use (the running task's)."""
+        return self.buddy.cpu
+
+    @current_cpu.setter
+    def current_cpu(self, cpu: int) -> None:
+        if not 0 <= cpu < max(1, self.config.cpus):
+            raise ValueError(f"cpu {cpu} is outside 0..{max(1, self.config.cpus) - 1} (machine.cpus)")
+        self.buddy.cpu = cpu
+
+    def drain_all_pages(self, zone: Zone | None = None) -> None:
+        """``drain_all_pages(zone)``: every CPU's per-cpu pages (of one zone, or all) back to
+        the buddy lists, as the kernel does before direct reclaim retries, for
+        alloc_contig_range and memory offline."""
+        for z in self.zones if zone is None else (zone,):
+            if z.pcp is not None:
+                z.pcp.drain_all()
+
+    @property
+    def nr_pcp_pages(self) -> int:
+        """Pages on per-cpu lists, all zones and CPUs: free to the kernel, not in NR_FREE_PAGES."""
+        return sum(z.pcp.count for z in self.zones if z.pcp is not None)
 
     def set_sysctl(self, name: str, value: int) -> None:
         """``echo value > /proc/sys/vm/name``, then the tunable's handlers (its ``proc_handler``):
@@ -399,6 +450,70 @@ class Machine:
         self.vmstat["pgalloc_fail"] += 1
         return -1
 
+    def _alloc_pages_pcp(self, gfp: int, order: int, owner: int, kind: int = PageKind.KERNEL) -> int:
+        """alloc_pages() of a machine with per-cpu lists: every order through
+        ``get_page_from_freelist`` (whose rmqueue tries the CPU's list first)."""
+        if not 0 <= order <= MAX_ORDER:
+            raise ValueError(f"alloc_pages: order {order} is outside 0..{MAX_ORDER}")
+        buddy = self.buddy
+        ac = buddy._ac_cache.get(gfp)
+        if ac is None:
+            ac = buddy.alloc_context(gfp)
+        pfn, zone = buddy.get_page_from_freelist(order, ALLOC_WMARK_LOW, ac)
+        if pfn < 0:
+            pfn, zone = self.slowpath.alloc_slowpath(self, order, ac)
+            if pfn < 0:
+                self.vmstat["pgalloc_fail"] += 1
+                return -1
+        assert zone is not None
+        pages = self.pages
+        n = 1 << order
+        end = pfn + n
+        try:
+            pages._kind[pfn:end] = bytes((kind,)) * n
+            pages._owner_b[2 * pfn:2 * end] = _pack_u16(owner) * n
+        except (TypeError, ValueError, OverflowError, struct.error) as exc:
+            self._undo_alloc(zone, pfn, order, kind, owner, exc)
+        if order and gfp & GFP_BIT_COMP:
+            pages._flags[pfn + 1:end] = _TAILS[order]
+            pages._flags[pfn] = HEAD
+            pages._private[pfn + 1] = order
+        zone.pgalloc += n
+        return pfn
+
+    def _alloc_pages_bulk_pcp(self, gfp: int, nr: int, owner: int, kind: int = PageKind.KERNEL) -> np.ndarray:
+        """alloc_pages_bulk() with per-cpu lists: ``nr`` single allocations, up to the first failure."""
+        if nr < 0:
+            raise ValueError(f"alloc_pages_bulk: nr = {nr} is negative")
+        out = []
+        for _ in range(nr):
+            pfn = self._alloc_pages_pcp(gfp, 0, owner, kind)
+            if pfn < 0:
+                break
+            out.append(pfn)
+        return np.array(out, dtype=np.int64)
+
+    def _free_pages_bulk_pcp(self, pfns: Iterable[int] | np.ndarray) -> None:
+        """free_pages_bulk() with per-cpu lists: checked as a whole, then freed one by one
+        in ascending order (through the CPU's lists)."""
+        arr = np.asarray(pfns if isinstance(pfns, np.ndarray) else list(pfns), dtype=np.int64)
+        if arr.ndim != 1:
+            raise ValueError(f"free_pages_bulk: expected a 1-d sequence of pfns, got shape {arr.shape}")
+        arr = np.sort(arr)
+        if len(arr) > 1 and (np.diff(arr) == 0).any():
+            raise ValueError("free_pages_bulk: a pfn is listed twice")
+        if len(arr) and (arr[0] < 0 or arr[-1] >= self.pages.nr_pages):
+            raise ValueError(f"free_pages_bulk: a pfn is outside memory (0..{self.pages.nr_pages - 1})")
+        k = self.pages.kind[arr]
+        if ((k == FREE) | (k == RESERVED)).any():
+            p = int(arr[np.flatnonzero((k == FREE) | (k == RESERVED))[0]])
+            raise ValueError(f"free_pages_bulk: pfn {p:#x} is {PageKind(self.pages.kind[p]).name} (double free?)")
+        f = self.pages.flags[arr]
+        if ((f & (HEAD | TAIL)) != 0).any():
+            raise ValueError("free_pages_bulk: a pfn is part of a compound page")
+        for pfn in arr.tolist():
+            self.free_pages(pfn, 0)
+
     def _undo_alloc(self, zone: Zone, pfn: int, order: int, kind: object, owner: object,
                     exc: Exception) -> NoReturn:
         """alloc_pages() was given a kind or owner its column cannot hold: give the block back
@@ -436,6 +551,12 @@ class Machine:
         pbo = buddy.pageblock_order
         zone = buddy._block_zone[pfn >> pbo] or buddy.zone_of(pfn)
         if order == 0:
+            if zone.pcp is not None:  # free_unref_page(): onto this CPU's list
+                pages._kind[pfn] = FREE
+                pages._private[pfn] = 0
+                zone.pgfree += 1
+                zone.pcp.free_unref_page(buddy.cpu, pfn, 0)
+                return
             # __free_one_page() for one page, inlined: most order-0 frees in fragmented memory
             # find no free buddy and end here; a merge goes on in buddy.free_one_page at order 1.
             pages._kind[pfn] = FREE
@@ -476,6 +597,9 @@ class Machine:
         pages._owner_b[2 * pfn:2 * end] = _ZEROS[1][order]
         pages._private_b[4 * pfn:4 * end] = _ZEROS[2][order]
         zone.pgfree += n
+        if zone.pcp is not None and (order <= PAGE_ALLOC_COSTLY_ORDER or order == pbo):
+            zone.pcp.free_unref_page(buddy.cpu, pfn, order)
+            return
         buddy.free_one_page(zone, pfn, order, buddy._pb_mt[pfn >> pbo])
 
     def _free_special(self, pfn: int, order: int, f: int, k: int) -> bool:

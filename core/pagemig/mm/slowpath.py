@@ -29,8 +29,8 @@ Simplified, and why:
   and then fails too (the kernel would loop until the OOM killer freed memory;
   a simulator that cannot kill would loop for ever).  Failures are counted in
   :class:`SlowPathStats` and by the machine (``pgalloc_fail``).
-* No per-cpu lists, highatomic reserves or cpusets: ``drain_all_pages`` and
-  ``unreserve_highatomic_pageblock`` have nothing to do.  ``__GFP_MEMALLOC`` gets
+* No highatomic reserves or cpusets: ``unreserve_highatomic_pageblock`` has nothing
+  to do.  ``drain_all_pages`` drains the per-cpu lists of a machine that has CPUs.  ``__GFP_MEMALLOC`` gets
   ``ALLOC_NO_WATERMARKS``, and so does an allocation made while reclaim is running
   (``PF_MEMALLOC``: a swap device such as zram allocating its storage), which never
   recurses into reclaim.
@@ -215,7 +215,8 @@ class FullSlowPath(SlowPath):
 
     def _direct_reclaim(self, machine: Machine, order: int, alloc_flags: int, ac: AllocContext,
                         trace: SlowPathTrace) -> tuple[int, Zone | None, int]:
-        """``__alloc_pages_direct_reclaim``: reclaim, then the free lists (no pcp lists to drain)."""
+        """``__alloc_pages_direct_reclaim``: reclaim, then the free lists; if they fail, drain
+        every CPU's per-cpu lists (``drain_all_pages(NULL)``) and try once more."""
         sc = try_to_free_pages(machine, order, ac.highest_zoneidx)
         self._charge(machine, trace, sc.seconds)
         trace.reclaim_rounds += 1
@@ -225,6 +226,9 @@ class FullSlowPath(SlowPath):
         if not progress:
             return -1, None, 0
         pfn, zone = self._freelist(machine, order, alloc_flags, ac, trace)
+        if pfn < 0 and machine.nr_pcp_pages:
+            machine.drain_all_pages()
+            pfn, zone = self._freelist(machine, order, alloc_flags, ac, trace)
         return pfn, zone, progress
 
     def should_reclaim_retry(self, machine: Machine, order: int, ac: AllocContext, alloc_flags: int,

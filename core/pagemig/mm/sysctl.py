@@ -38,6 +38,8 @@ class Sysctl:
     compaction_proactiveness: int = _tunable(20, 0, 100, "proactive compaction, 0 (off) to 100 (default 20)")
     compact_unevictable_allowed: int = _tunable(1, 0, 1, "may compaction move unevictable pages (default 1)")
     swappiness: int = _tunable(60, 0, 200, "anon vs file reclaim balance, 0 to 200 (default 60)")
+    percpu_pagelist_high_fraction: int = _tunable(
+        0, 0, None, "per-cpu list high mark as 1/N of the zone, 0 (low watermark based) or >= 8 (default 0)")
 
 
 @attrs.frozen

@@ -10,11 +10,15 @@ being merged) in O(1).  They are the only per-block Python objects the core keep
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import attrs
 
 from pagemig.mm.gfp import NR_MIGRATETYPES, ZoneType
 from pagemig.mm.pages import NR_ORDERS, PAGE_SHIFT
+
+if TYPE_CHECKING:
+    from pagemig.mm.pcp import ZonePcp
 
 # mm/page_alloc.c: lowmem_reserve_ratio[] (v5.x+: DMA 256, DMA32 256, Normal 32, the rest 0)
 LOWMEM_RESERVE_RATIO = {ZoneType.DMA: 256, ZoneType.DMA32: 256, ZoneType.NORMAL: 32,
@@ -67,7 +71,8 @@ class Zone:
         self.free_area: list[list[dict[int, None]]] = [
             [{} for _ in range(NR_MIGRATETYPES)] for _ in range(NR_ORDERS)
         ]
-        self.free_pages = 0  # NR_FREE_PAGES
+        self.free_pages = 0  # NR_FREE_PAGES (pages on per-cpu lists are not in it, as in 6.1)
+        self.pcp: ZonePcp[Zone] | None = None  # the per-cpu lists (zone->per_cpu_pageset), if the machine has them
         self.pgalloc = 0  # pgalloc_<zone>: pages handed out
         self.pgfree = 0  # pages freed into this zone
         self.wmark_min = 0

@@ -617,7 +617,7 @@ def import_snapshot(snap: Snapshot) -> ImportedState:
     kind[covered] = PageKind.FREE
     flags[covered] = 0
 
-    notes += _fill_unseen(snap, kind, vis)
+    notes += _fill_unseen(snap, kind, flags, vis)
     notes += _unmanaged_blocks(snap, kind, pageblock_order)
 
     pb_mt, fits = infer_pageblock_types(snap, kind, fp, fo, pageblock_order, max_order)
@@ -697,6 +697,9 @@ def _unmanaged_blocks(snap: Snapshot, kind: np.ndarray, pageblock_order: int) ->
     return notes
 
 
+#: vmstat's slab counters, in pages (6.1 prints NR_SLAB_*_B divided by PAGE_SIZE).
+_SLAB_COUNTERS = ("nr_slab_unreclaimable", "nr_slab_reclaimable")
+
 #: vmstat counters that say how many pages of a kind the whole machine has, in the order
 #: the unseen tail is filled from them.  Slab is one kind here: which slab is
 #: reclaimable is decided later, by the pageblock it sits in.
@@ -704,12 +707,12 @@ _TAIL_KINDS = (
     (PageKind.ANON, ("nr_anon_pages",)),
     (PageKind.FILE, ("nr_file_pages",)),
     (PageKind.DRIVER, ("nr_zspages",)),
-    (PageKind.SLAB_UNRECLAIMABLE, ("nr_slab_unreclaimable", "nr_slab_reclaimable")),
+    (PageKind.SLAB_UNRECLAIMABLE, _SLAB_COUNTERS),
     (PageKind.PAGETABLE, ("nr_page_table_pages",)),
 )
 
 
-def _fill_unseen(snap: Snapshot, kind: np.ndarray, vis: int) -> list[str]:
+def _fill_unseen(snap: Snapshot, kind: np.ndarray, flags: np.ndarray, vis: int) -> list[str]:
     """Give the in-use pages of the unseen tail the kinds vmstat says are missing.
 
     vmstat counts every page of a kind, kpageflags only those it shows; the difference
@@ -718,6 +721,14 @@ def _fill_unseen(snap: Snapshot, kind: np.ndarray, vis: int) -> list[str]:
     workload's pattern, and the pages left between the inferred free blocks are where
     its kept pages sat).  Pages no counter accounts for stay RESERVED.  Positions are a
     guess, counts are the kernel's; the report says how many of each.
+
+    kmalloc_large (6.1 mm/slab_common.c ``kmalloc_large_node``) takes a compound page
+    from the buddy allocator without PG_slab, yet adds all its pages to
+    NR_SLAB_UNRECLAIMABLE_B: kpageflags shows it as a compound page with no other kind
+    bit (imported as KERNEL), vmstat counts it as slab.  Those visible pages are slab that
+    is already seen; counting them again in the tail would import each twice.  Other
+    flagless compound pages (__GFP_COMP driver or page_frag allocations) read the same and
+    cannot be told apart, so the credit is capped at vmstat's slab count.
     """
     if vis >= len(kind) or not snap.vmstat:
         return []
@@ -728,6 +739,11 @@ def _fill_unseen(snap: Snapshot, kind: np.ndarray, vis: int) -> list[str]:
     unseen = unseen[inzone[unseen]]
     seen = np.bincount(kind[:vis], minlength=len(PageKind))
     seen[PageKind.SLAB_UNRECLAIMABLE] += seen[PageKind.SLAB_RECLAIMABLE]
+    compound = (flags[:vis] & np.uint8(PageFlag.HEAD | PageFlag.TAIL)) != 0
+    large = int((compound & (kind[:vis] == PageKind.KERNEL)).sum())
+    slab_total = sum(snap.vmstat.get(n, 0) for n in _SLAB_COUNTERS)
+    large = min(large, max(0, slab_total - int(seen[PageKind.SLAB_UNRECLAIMABLE])))
+    seen[PageKind.SLAB_UNRECLAIMABLE] += large
     given: list[str] = []
     at = 0
     for k, names in _TAIL_KINDS:
@@ -739,9 +755,13 @@ def _fill_unseen(snap: Snapshot, kind: np.ndarray, vis: int) -> list[str]:
             kind[unseen[at:at + missing]] = k
             at += missing
             given.append(f"{missing} {'SLAB' if k == PageKind.SLAB_UNRECLAIMABLE else PageKind(k).name}")
+    notes: list[str] = []
+    if large:
+        notes.append(f"{large} pages of flagless compound pages (kmalloc_large's, which vmstat counts as "
+                     "slab) are taken as the slab vmstat counts, not given again to the unseen tail")
     if not given:
-        return []
-    return [f"unseen tail: vmstat counts pages kpageflags does not show; given to the tail's in-use pages, "
+        return notes
+    return [*notes, f"unseen tail: vmstat counts pages kpageflags does not show; given to the tail's in-use pages, "
             f"lowest pfn first: {', '.join(given)}; {len(unseen) - at} pages no counter accounts for stay RESERVED"]
 
 

@@ -98,11 +98,14 @@ def scatter_among_filler(machine: Machine, driver: Any, nr_pages: int, seed: int
     """Make a state full compaction can act on, with about ``nr_pages`` of the driver's pages
     in it; returns the movable filler owner.
 
-    Compaction moves pages towards the zone's end, where the buddy allocator hands out
-    pages first; so the top two thirds of free memory are taken first, the driver's
-    pages go below them among movable filler, then 3 of every 4 pages of the top are
-    freed (a whole free pageblock is no migration target: ``suitable_migration_target``)
-    and about 3 in 4 of the filler around the driver's pages.
+    Compaction moves pages towards the zone's end.  So that this holds whichever end the
+    allocator hands out first (a fresh machine starts at the bottom, as the kernel's
+    ``memblock_free_all`` order makes it), the driver's pages go among movable filler
+    between two filler regions (a third of free memory, then two thirds of what is left),
+    3 of every 4 pages of both regions are freed (a whole free pageblock is no migration
+    target: ``suitable_migration_target``) and about 3 in 4 of the filler around the
+    driver's pages: the region above has more room than everything below needs, so the
+    scanners meet above the driver's pages.
     """
     filler = SimpleOwner(machine, "conformance-filler")
     rng = random.Random(seed)
@@ -113,12 +116,14 @@ def scatter_among_filler(machine: Machine, driver: Any, nr_pages: int, seed: int
         filler.pages.add_many(pfns, np.arange(1, len(pfns) + 1, dtype=np.uint64))
         return pfns
 
-    top = fill(machine.nr_free_pages * 2 // 3)
+    first = fill(machine.nr_free_pages // 3)
     interleaved = []
     for _ in range(8):
         interleaved.append(fill(max(8, nr_pages // 2)))
         call_count(driver, "populate", max(1, nr_pages // 8))
     mixed = np.concatenate(interleaved)
+    last = fill(machine.nr_free_pages * 2 // 3)
+    top = np.concatenate((first, last))
     drop = np.concatenate((top[np.arange(len(top)) % 4 != 0],
                            mixed[np.array([rng.random() < 0.75 for _ in range(len(mixed))], dtype=bool)]))
     filler.pages.remove_many(drop)
