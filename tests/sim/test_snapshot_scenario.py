@@ -54,3 +54,42 @@ def test_a_relative_snapshot_is_found_beside_the_scenario_file(tmp_path: Path) -
 def test_bad_snapshot_keys_are_scenario_errors(snapshot: str, extra: str, message: str) -> None:
     with pytest.raises(ScenarioError, match=message):
         parse_scenario(_text(snapshot, extra), get_plugin_host(autoload=False))
+
+
+def _partial_copy(tmp_path: Path, short_by: int) -> Path:
+    """The fixture as plain files (no manifest, whose checksums refuse an edit), its
+    kpageflags cut ``short_by`` pfns below the 29,468 pages the zone manages."""
+    import lzma
+
+    import numpy as np
+
+    d = tmp_path / "partial"
+    d.mkdir()
+    for p in FIXTURE.iterdir():
+        if p.name not in ("manifest.json", "kpagecount.xz"):
+            data = p.read_bytes()
+            (d / p.name.removesuffix(".xz")).write_bytes(lzma.decompress(data) if p.suffix == ".xz" else data)
+    words = np.frombuffer((d / "kpageflags").read_bytes(), dtype="<u8")
+    (d / "kpageflags").write_bytes(words[:29468 - short_by].tobytes())
+    return d
+
+
+def test_a_partial_snapshot_needs_allow_partial_and_the_result_says_what_was_inferred(tmp_path: Path) -> None:
+    d = _partial_copy(tmp_path, 100)
+    host = get_plugin_host(autoload=False)
+    with pytest.raises(ScenarioError, match=r"machine\.allow_partial = true"):
+        parse_scenario(_text(str(d)), host)
+    scenario = parse_scenario(_text(str(d), "allow_partial = true\n"), host)
+    doc = run_scenario(scenario, host).as_dict()
+    assert doc["checker"]["ok"], doc["checker"]["problems"]
+    machine = doc["scenario"]["machine"]
+    assert machine["allow_partial"] is True and machine["coverage"]["partial"] is True
+    (zone,) = machine["coverage"]["zones"]
+    assert zone["seen"] == 29468 - 100 and zone["managed"] == 29468
+    assert zone["unseen"] == zone["spanned"] - zone["seen"]
+
+
+def test_allow_partial_without_a_snapshot_is_a_scenario_error() -> None:
+    text = 'duration = "3s"\n[machine]\npreset = "x86_64-guest"\nmemory = "256MiB"\nallow_partial = true\n'
+    with pytest.raises(ScenarioError, match=r"machine\.allow_partial: applies"):
+        parse_scenario(text, get_plugin_host(autoload=False))

@@ -141,6 +141,12 @@ class Run:
         self.scenario = scenario
         self.host = host
         self.machine = scenario.machine.boot()
+        coverage = scenario.machine.coverage
+        if coverage and coverage.get("partial"):  # machine.allow_partial let it in: say what is invented
+            for z in coverage["zones"]:
+                if z["seen"] < z["managed"]:
+                    log.warning("snapshot_partial", zone=z["zone"], seen=z["seen"], inferred=z["unseen"],
+                                hint="the pages kpageflags does not show are inferred from buddyinfo and vmstat")
         self.full_mm = True  # the booted kernel: reclaim, slow path, daemons (the result says so)
         self.machine.movable.on_driver_error = scenario.on_driver_error
         self.machine.hook = host.hook  # compaction's policy hooks find it here

@@ -215,6 +215,8 @@ class MachineSpec:
     pageblock_order: int | None
     sysctl: Mapping[str, int]
     snapshot: str | None = None  # a snapshot directory: the machine is imported from it
+    allow_partial: bool = False  # machine.allow_partial: a kpageflags short of the zones is accepted
+    coverage: Mapping[str, Any] | None = None  # what the snapshot shows and what its import infers
 
     def config(self) -> MachineConfig:
         """The MachineConfig this spec describes."""
@@ -244,7 +246,7 @@ class MachineSpec:
             return boot(self.config())
         from pagemig.snapshot import machine_from_snapshot
 
-        machine, _ = machine_from_snapshot(self.snapshot)
+        machine, _ = machine_from_snapshot(self.snapshot, allow_partial=self.allow_partial)
         for name, value in self.sysctl.items():
             machine.set_sysctl(name, value)
         return machine
@@ -341,6 +343,8 @@ class Scenario:
                 "pageblock_order": self.machine.pageblock_order,
                 "sysctl": dict(self.machine.sysctl),
                 "snapshot": self.machine.snapshot,
+                **({} if self.machine.snapshot is None else {
+                    "allow_partial": self.machine.allow_partial, "coverage": _jsonable(self.machine.coverage)}),
             },
             "drivers": {d.name: {"plugin": d.plugin, "movable": d.movable, "options": _jsonable(d.options)}
                         for d in self.drivers},
@@ -382,6 +386,9 @@ MACHINE_FIELDS: dict[str, Field] = {
     "pageblock_order": schema.integer(None, "9 (x86-64), 10 (ARM without hugetlb)", minimum=1, maximum=MAX_ORDER),
     "snapshot": schema.string(None, "a snapshot directory (`pagemig snapshot capture`, or raw /proc files): "
                                     "start from a real machine's memory instead of a preset"),
+    "allow_partial": schema.boolean(False, "with machine.snapshot: accept a kpageflags that shows fewer pfns "
+                                           "than the zones manage, the rest inferred from buddyinfo and vmstat "
+                                           "(the result's machine.coverage says how much)"),
 }
 for _tunable in SYSCTL_TABLE:  # /proc/sys/vm, ranged as the kernel's sysctl table clamps them
     MACHINE_FIELDS[_tunable.name] = schema.integer(None, _tunable.doc, minimum=_tunable.minimum,
@@ -467,6 +474,9 @@ class _Loader:
         sysctl = {k: m[k] for k in SYSCTL_NAMES if m[k] is not None}
         if m["snapshot"] is not None:
             return self.snapshot_machine(m, sysctl)
+        if m["allow_partial"]:
+            raise self.error("machine.allow_partial: applies to a machine imported from machine.snapshot, "
+                             "and this machine has none", "machine.allow_partial")
         pbo = m["pageblock_order"]
         zones: tuple[ZoneSpec, ...] | None = None
         if m["zones"] is not None:
@@ -506,6 +516,7 @@ class _Loader:
         """``machine.snapshot``: the layout comes from the snapshot, so nothing else may give one.
         The snapshot is read here (not imported) so that a bad directory is a scenario error."""
         from pagemig.snapshot import SnapshotFormatError, load_snapshot
+        from pagemig.snapshot.render import coverage_json
 
         for key in ("preset", "memory", "zones", "reserved", "pageblock_order"):
             if m[key] is not None:
@@ -518,12 +529,13 @@ class _Loader:
             raise self.error(f"machine.snapshot = {show_value(m['snapshot'])}: expected a snapshot directory "
                              f"({path} is not one)", "machine.snapshot")
         try:
-            snap = load_snapshot(path)
+            snap = load_snapshot(path, allow_partial=m["allow_partial"])
         except SnapshotFormatError as exc:
             raise self.error(f"machine.snapshot = {show_value(m['snapshot'])}: {exc}", "machine.snapshot") from None
         end = max((z.start_pfn or 0) + z.spanned for z in snap.populated_zones)
         return MachineSpec(preset=None, memory=end * PAGE_SIZE, zones=None, reserved=None, pageblock_order=None,
-                           sysctl=sysctl, snapshot=str(path))
+                           sysctl=sysctl, snapshot=str(path), allow_partial=m["allow_partial"],
+                           coverage=coverage_json(snap))
 
     def zones(self, value: Any) -> tuple[ZoneSpec, ...]:
         if not isinstance(value, list) or not value:

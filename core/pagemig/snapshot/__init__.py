@@ -18,12 +18,12 @@ if TYPE_CHECKING:
     from pagemig.mm.machine import Machine
 
 
-def machine_from_snapshot(directory: str | Path) -> tuple[Machine, ImportedState]:
+def machine_from_snapshot(directory: str | Path, *, allow_partial: bool = False) -> tuple[Machine, ImportedState]:
     """A simulated machine in a snapshot's state (for a scenario that starts from one),
     with the import's state and report.  Raises :class:`SnapshotFormatError` on bad input."""
     from pagemig.snapshot.simulate import build_machine
 
-    state = import_snapshot(load_snapshot(directory))
+    state = import_snapshot(load_snapshot(directory, allow_partial=allow_partial))
     return build_machine(state), state
 
 

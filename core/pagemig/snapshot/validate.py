@@ -111,7 +111,8 @@ def check_coverage(cov: Sequence[ZoneCoverage], nr_pfns: int, nr_words: int, fil
         c = short[0]
         raise SnapshotFormatError(
             file, f"words for at least the {c.managed} pages zone {c.zone} manages (of {c.spanned} it spans), "
-                  "or --allow-partial to infer the rest from buddyinfo and vmstat",
+                  "or --allow-partial (in a scenario, machine.allow_partial = true) to infer the rest "
+                  "from buddyinfo and vmstat",
             got=f"{c.seen} of them ({c.unseen} pfns, {c.unseen / max(1, c.spanned):.1%} of the zone, unseen)")
 
 
